@@ -1,0 +1,393 @@
+"""The request core shared by every hook, sync and async.
+
+One description of a request (:class:`ApiRequest`) and one retry/error policy (:class:`_Attempt`)
+serve both :func:`send` (``httpx.Client``) and :func:`asend` (``httpx.AsyncClient``): the two
+functions only differ in how they wait and which client they use, the way httpx shares its
+request model between its two clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from airflow_monid.exceptions import (
+    MonidAPIError,
+    MonidConfigError,
+    MonidResponseError,
+    MonidTransportError,
+    MonidUnclearSubmitError,
+)
+
+log = logging.getLogger("airflow_monid.http")
+
+_BODY_PREVIEW = 200
+
+
+def encode_segment(value: Any, what: str = "id") -> str:
+    """Encode one path parameter as exactly one URL segment.
+
+    Every character is percent-encoded (``/``, ``?``, ``#`` included) and ``.``/``..`` become
+    ``%2E``/``%2E%2E`` so an id can never change the path it is placed in. Only an empty id is an
+    error: ids are the API's business, not ours.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise MonidConfigError(f"{what} must be a non-empty string, got {value!r}.")
+    encoded = quote(value, safe="")
+    if encoded in (".", ".."):
+        encoded = encoded.replace(".", "%2E")
+    return encoded
+
+
+def build_path(template: str, *segments: tuple[Any, str]) -> str:
+    """Fill ``{}`` placeholders of ``template`` with encoded ``(value, what)`` segments."""
+    return template.format(*(encode_segment(v, what) for v, what in segments))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds of the retry loop of one API call.
+
+    :param max_attempts: attempts per call, the first included.
+    :param max_elapsed: seconds after which no new attempt starts.
+    :param retry_after_cap: upper bound for a server's ``Retry-After``.
+    :param backoff_base: first backoff in seconds (doubled per attempt, full jitter).
+    :param backoff_max: upper bound of one backoff.
+    """
+
+    max_attempts: int = 6
+    max_elapsed: float = 120.0
+    retry_after_cap: float = 60.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class ApiProfile:
+    """What differs between the APIs we speak: name, auth header and error body shape."""
+
+    name: str
+    auth_header: Callable[[str], dict[str, str]]
+    error_message: Callable[[Any], tuple[str | None, str | None]]
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything needed to send a request; built by a hook from its connection.
+
+    The key is excluded from ``repr`` so that logging a settings object can never leak it.
+    """
+
+    profile: ApiProfile
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=10.0))
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    verify: bool | str = True
+    user_agent: str = "airflow-provider-monid"
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One API call.
+
+    :param paid: the call spends money; it is re-sent only when it provably never reached the API.
+    :param run_body_ok: a JSON body carrying ``run_key`` is a result whatever the HTTP status.
+    :param ok_statuses: extra statuses returned to the caller instead of raising (e.g. 409 on stop).
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    paid: bool = False
+    run_body_ok: bool = False
+    run_key: str = "runId"
+    ok_statuses: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status_code: int
+    data: Any
+    request_id: str | None
+    headers: Mapping[str, str]
+
+
+def parse_retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta or HTTP date), capped; ``None`` when absent or unparseable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, min(seconds, cap))
+
+
+def _preview(text: str, secret: str) -> str:
+    text = " ".join(text.split())[:_BODY_PREVIEW]
+    return scrub(text, secret)
+
+
+def scrub(text: str, secret: str) -> str:
+    """Remove the key from text we did not write (an API echoing a header back, for instance)."""
+    return text.replace(secret, "***") if secret else text
+
+
+class _Attempt:
+    """The retry and error policy of one call, free of I/O so both clients share it.
+
+    Each outcome of an attempt goes to :meth:`on_response` or :meth:`on_error`, which either return
+    the final :class:`ApiResponse`, raise the final error, or return a delay before the next attempt.
+    """
+
+    def __init__(self, settings: ApiSettings, request: ApiRequest) -> None:
+        self.settings = settings
+        self.request = request
+        self.policy = settings.retry
+        self.number = 0
+        self.started = time.monotonic()
+
+    @property
+    def label(self) -> str:
+        return f"{self.settings.profile.name} {self.request.method} {self.request.path}"
+
+    def begin(self) -> None:
+        self.number += 1
+
+    def _next_delay(self, reason: str, retry_after: float | None = None) -> float | None:
+        """Delay before the next attempt, or ``None`` when the retry budget is spent."""
+        if self.number >= self.policy.max_attempts:
+            return None
+        delay = retry_after if retry_after is not None else self.policy.backoff(self.number)
+        if time.monotonic() - self.started + delay > self.policy.max_elapsed:
+            return None
+        log.warning(
+            "%s: %s; attempt %d of %d, next in %.1f s",
+            self.label,
+            reason,
+            self.number,
+            self.policy.max_attempts,
+            delay,
+        )
+        return delay
+
+    def on_error(self, exc: httpx.HTTPError) -> float:
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        reason = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key) or 'no detail'}"
+        if self.request.paid and not never_sent:
+            raise MonidUnclearSubmitError(
+                f"{self.label}: the request may have reached the API but its answer was lost ({reason}). "
+                "It was not sent again because it spends money: a run may exist. Check the runs list "
+                "before retrying."
+            ) from None
+        delay = self._next_delay(reason)
+        if delay is None:
+            raise MonidTransportError(
+                f"{self.label} failed after {self.number} attempt(s): {reason}"
+            ) from None
+        return delay
+
+    def on_response(self, response: httpx.Response) -> ApiResponse | float:
+        status = response.status_code
+        request_id = response.headers.get("x-request-id")
+        text = response.text
+        try:
+            data: Any = json.loads(text) if text.strip() else None
+            is_json = True
+        except ValueError:
+            data, is_json = None, False
+        result = ApiResponse(status, data, request_id, response.headers)
+        has_run = (
+            self.request.run_body_ok and isinstance(data, dict) and bool(data.get(self.request.run_key))
+        )
+        if has_run or status in self.request.ok_statuses:
+            return result
+        if 200 <= status < 300:
+            if not is_json:
+                raise MonidResponseError(
+                    f"{self.label} answered HTTP {status} with a body that is not JSON "
+                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.api_key)!r}"
+                )
+            return result
+        retry_after = None
+        if status == 429:
+            retry_after = parse_retry_after(
+                response.headers.get("retry-after"), self.policy.retry_after_cap
+            )
+        retryable = status in (408, 429) or status >= 500
+        if self.request.paid and retryable and status != 429:
+            # 408/5xx without a run id: the API may have started (and billed) a run before failing.
+            raise MonidUnclearSubmitError(
+                f"{self.label} answered HTTP {status} without a run id "
+                f"(x-request-id: {request_id or 'none'}): {self._message(data, text)}. "
+                "It was not sent again because it spends money: a run may exist. Check the runs list "
+                "before retrying."
+            )
+        if retryable:
+            delay = self._next_delay(f"HTTP {status}", retry_after)
+            if delay is not None:
+                return delay
+        message = self._message(data, text) if is_json else f"non-JSON body: {_preview(text, '')!r}"
+        tag = data.get("tag") if isinstance(data, dict) and isinstance(data.get("tag"), str) else None
+        raise MonidAPIError(
+            api=self.settings.profile.name,
+            method=self.request.method,
+            path=self.request.path,
+            status_code=status,
+            message=scrub(message, self.settings.api_key),
+            request_id=request_id,
+            tag=tag,
+        )
+
+    def _message(self, data: Any, text: str) -> str:
+        message, _ = self.settings.profile.error_message(data)
+        return scrub(message or _preview(text, "") or "no message", self.settings.api_key)
+
+
+def _headers(settings: ApiSettings) -> dict[str, str]:
+    if not settings.api_key:
+        raise MonidConfigError(
+            f"The {settings.profile.name} connection has no API key: put the key in the connection's "
+            "password field."
+        )
+    headers = {"User-Agent": settings.user_agent, "Accept": "application/json"}
+    headers.update(settings.profile.auth_header(settings.api_key))
+    return headers
+
+
+def _build(settings: ApiSettings, request: ApiRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "method": request.method,
+        "url": settings.base_url.rstrip("/") + request.path,
+        "headers": _headers(settings),
+        "timeout": settings.timeout,
+    }
+    if request.params:
+        kwargs["params"] = {k: v for k, v in request.params.items() if v is not None}
+    if request.json is not None:
+        kwargs["content"] = json.dumps(request.json, allow_nan=False).encode()
+        kwargs["headers"]["Content-Type"] = "application/json"
+    return kwargs
+
+
+# --- client pools -------------------------------------------------------------------------------
+# Building an httpx client loads the CA bundle (~18 ms of blocking CPU, ~0.8 MiB). One SSL context
+# per CA setting and one client per (event loop, base URL, TLS setting) keep a triggerer holding
+# thousands of runs from paying that per trigger. Keys travel per request, never in a client.
+
+_ssl_contexts: dict[str, ssl.SSLContext] = {}
+_sync_clients: dict[tuple[str, str], httpx.Client] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], httpx.AsyncClient]]
+_async_clients = weakref.WeakKeyDictionary()
+_pool_lock = threading.Lock()
+
+
+def _verify(settings: ApiSettings) -> ssl.SSLContext | bool:
+    if settings.verify is False or not settings.base_url.startswith("https"):
+        return False
+    key = settings.verify if isinstance(settings.verify, str) else ""
+    with _pool_lock:
+        ctx = _ssl_contexts.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=key or None)
+            if not key:
+                try:
+                    import certifi
+
+                    ctx.load_verify_locations(certifi.where())
+                except ImportError:  # pragma: no cover - certifi ships with httpx
+                    pass
+            _ssl_contexts[key] = ctx
+    return ctx
+
+
+def _limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+
+def sync_client(settings: ApiSettings) -> httpx.Client:
+    key = (settings.base_url, str(settings.verify))
+    with _pool_lock:
+        client = _sync_clients.get(key)
+    if client is None:
+        client = httpx.Client(verify=_verify(settings), limits=_limits())
+        with _pool_lock:
+            client = _sync_clients.setdefault(key, client)
+    return client
+
+
+def async_client(settings: ApiSettings) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    key = (settings.base_url, str(settings.verify))
+    per_loop = _async_clients.setdefault(loop, {})
+    client = per_loop.get(key)
+    if client is None or client.is_closed:
+        client = per_loop[key] = httpx.AsyncClient(verify=_verify(settings), limits=_limits())
+    return client
+
+
+def pool_size() -> tuple[int, int]:
+    """(sync clients, async clients across live loops): for benchmarks and tests of the pool."""
+    return len(_sync_clients), sum(len(v) for v in _async_clients.values())
+
+
+def send(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
+    """Send ``request`` with the sync client, applying the shared retry and error policy."""
+    attempt = _Attempt(settings, request)
+    kwargs = _build(settings, request)
+    client = sync_client(settings)
+    while True:
+        attempt.begin()
+        try:
+            response = client.request(**kwargs)
+            outcome = attempt.on_response(response)
+        except httpx.HTTPError as exc:
+            outcome = attempt.on_error(exc)
+        if isinstance(outcome, ApiResponse):
+            return outcome
+        time.sleep(outcome)
+
+
+async def asend(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
+    """Send ``request`` with the pooled async client; same policy as :func:`send`."""
+    attempt = _Attempt(settings, request)
+    kwargs = _build(settings, request)
+    client = async_client(settings)
+    while True:
+        attempt.begin()
+        try:
+            response = await client.request(**kwargs)
+            outcome = attempt.on_response(response)
+        except httpx.HTTPError as exc:
+            outcome = attempt.on_error(exc)
+        if isinstance(outcome, ApiResponse):
+            return outcome
+        await asyncio.sleep(outcome)

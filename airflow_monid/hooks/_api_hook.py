@@ -1,0 +1,74 @@
+"""Base of the Monid and Exa hooks: connection loading and the sync/async call plumbing.
+
+An API method is written once, as a function returning a :class:`Call` (the request and how to
+parse its answer); ``_call`` and ``_acall`` run it with the sync or the async client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Generic, TypeVar
+
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_monid._connection import settings_from_connection
+from airflow_monid._http import ApiProfile, ApiRequest, ApiResponse, ApiSettings, asend, send
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    request: ApiRequest
+    parse: Callable[[ApiResponse], T]
+
+
+class ApiHook(BaseHook):
+    """Shared plumbing; subclasses set the connection type, profile and default base URL."""
+
+    conn_type: ClassVar[str]
+    default_base_url: ClassVar[str]
+    profile: ClassVar[ApiProfile]
+
+    def __init__(self, conn_id: str) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self._async_settings: ApiSettings | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(conn_id={self.conn_id!r})"
+
+    def _settings_from(self, conn: Any, extras: dict[str, Any]) -> ApiSettings:
+        return settings_from_connection(
+            conn,
+            extras,
+            profile=self.profile,
+            conn_type=self.conn_type,
+            default_base_url=self.default_base_url,
+        )
+
+    @cached_property
+    def connection_extras(self) -> dict[str, Any]:
+        return dict(self.get_connection(self.conn_id).extra_dejson or {})
+
+    @cached_property
+    def settings(self) -> ApiSettings:
+        """Request settings, loaded once per hook with the synchronous connection API."""
+        return self._settings_from(self.get_connection(self.conn_id), self.connection_extras)
+
+    async def asettings(self) -> ApiSettings:
+        """Request settings loaded without blocking the event loop (triggers, async sensors)."""
+        if self._async_settings is None:
+            conn = await get_async_connection(self.conn_id, hook=self)
+            extras = dict(await get_async_extra_dejson(conn) or {})
+            self._async_settings = self._settings_from(conn, extras)
+        return self._async_settings
+
+    def _call(self, call: Call[T]) -> T:
+        return call.parse(send(self.settings, call.request))
+
+    async def _acall(self, call: Call[T]) -> T:
+        return call.parse(await asend(await self.asettings(), call.request))

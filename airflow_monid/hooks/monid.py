@@ -1,0 +1,175 @@
+"""Hook for the Monid API (https://docs.monid.ai)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from airflow_monid._http import ApiProfile, ApiRequest, ApiResponse, build_path
+from airflow_monid._validation import require_json_object, require_text
+from airflow_monid.exceptions import MonidAPIError, MonidPaginationLoopError, MonidResponseError
+from airflow_monid.hooks._api_hook import ApiHook, Call
+from airflow_monid.models.monid import MonidRun, MonidRunPage
+
+
+def _monid_error_message(data: Any) -> tuple[str | None, str | None]:
+    """Monid errors are ``{code, message}``; the CLI also tolerates ``{error: {code, message}}``."""
+    if isinstance(data, dict):
+        nested = data.get("error")
+        if isinstance(nested, dict):
+            data = nested
+        elif isinstance(nested, str):
+            return nested, None
+        message = data.get("message")
+        if message is not None:
+            return str(message), str(data.get("code")) if data.get("code") is not None else None
+    return None, None
+
+
+MONID_PROFILE = ApiProfile(
+    name="Monid API",
+    auth_header=lambda key: {"Authorization": f"Bearer {key}"},
+    error_message=_monid_error_message,
+)
+
+
+def _json(response: ApiResponse) -> Any:
+    return response.data
+
+
+def _run(response: ApiResponse) -> MonidRun:
+    return MonidRun.from_api(response.data)
+
+
+class MonidHook(ApiHook):
+    """Talks to the Monid API: submit, poll, list and stop runs; discover and inspect endpoints.
+
+    The API key is the connection's password. The host is an optional base URL
+    (default ``https://api.monid.ai``). Extras: ``timeout``, ``connect_timeout``, ``max_attempts``,
+    ``max_retry_seconds``, ``retry_after_cap``, ``backoff_base``, ``backoff_max``, ``app_url``.
+
+    :param monid_conn_id: Airflow connection id of type ``monid``.
+    """
+
+    conn_name_attr = "monid_conn_id"
+    default_conn_name = "monid_default"
+    conn_type = "monid"
+    hook_name = "Monid"
+    default_base_url = "https://api.monid.ai"
+    default_app_url = "https://app.monid.ai"
+    profile = MONID_PROFILE
+
+    def __init__(self, monid_conn_id: str = default_conn_name) -> None:
+        super().__init__(monid_conn_id)
+        self.monid_conn_id = monid_conn_id
+
+    # --- call descriptions (one per endpoint, shared by the sync and async methods) ---
+
+    @staticmethod
+    def _submit_call(provider: str, endpoint: str, input: dict[str, Any]) -> Call[MonidRun]:
+        require_text(provider, "provider")
+        require_text(endpoint, "endpoint")
+        require_json_object(input)
+        body = {"provider": provider, "endpoint": endpoint, "input": input}
+        # A body with a runId is a run whatever the status: the spec mirrors provider errors (404,
+        # 500, 504) and answers 408 with a TIMED_OUT run.
+        return Call(ApiRequest("POST", "/v1/run", json=body, paid=True, run_body_ok=True), _run)
+
+    @staticmethod
+    def _get_run_call(run_id: str) -> Call[MonidRun]:
+        return Call(ApiRequest("GET", build_path("/v1/runs/{}", (run_id, "run_id"))), _run)
+
+    @staticmethod
+    def _stop_call(run_id: str) -> Call[dict[str, Any] | None]:
+        def parse(response: ApiResponse) -> dict[str, Any] | None:
+            # 409: the run is already terminal or not stoppable; nothing left to stop.
+            return None if response.status_code == 409 else response.data
+
+        path = build_path("/v1/runs/{}/stop", (run_id, "run_id"))
+        return Call(ApiRequest("POST", path, ok_statuses=frozenset({409})), parse)
+
+    @staticmethod
+    def _list_call(limit: int, cursor: str | None) -> Call[MonidRunPage]:
+        params = {"limit": max(1, min(int(limit), 100)), "cursor": cursor}
+        return Call(ApiRequest("GET", "/v1/runs", params=params), lambda r: MonidRunPage.from_api(r.data))
+
+    # --- sync API ---
+
+    def submit_run(self, provider: str, endpoint: str, input: dict[str, Any]) -> MonidRun:
+        """``POST /v1/run``: spends money. Never re-sent after a failure that may have reached the API.
+
+        :param input: sent exactly as given (flat parameters or ``{body, queryParams, pathParams}``).
+        """
+        return self._call(self._submit_call(provider, endpoint, input))
+
+    def get_run(self, run_id: str) -> MonidRun:
+        return self._call(self._get_run_call(run_id))
+
+    def stop_run(self, run_id: str) -> dict[str, Any] | None:
+        """Ask Monid to stop a run; ``None`` when it was already terminal (409)."""
+        return self._call(self._stop_call(run_id))
+
+    def list_runs(self, limit: int = 10, cursor: str | None = None) -> MonidRunPage:
+        """One page of runs, newest first."""
+        return self._call(self._list_call(limit, cursor))
+
+    def iter_runs(self, page_size: int = 100, max_items: int | None = None) -> Iterator[MonidRun]:
+        """All runs, newest first, following the cursor until it is null, empty or absent.
+
+        :raises MonidPaginationLoopError: when the API repeats a cursor (after the pages already yielded).
+        """
+        seen: set[str] = set()
+        cursor: str | None = None
+        count = 0
+        while True:
+            page = self.list_runs(limit=page_size, cursor=cursor)
+            for run in page.items:
+                yield run
+                count += 1
+                if max_items is not None and count >= max_items:
+                    return
+            if not page.cursor:
+                return
+            if page.cursor in seen:
+                raise MonidPaginationLoopError(
+                    f"Monid API GET /v1/runs returned cursor {page.cursor!r} twice: pagination loop, "
+                    f"stopped after {count} runs."
+                )
+            seen.add(page.cursor)
+            cursor = page.cursor
+
+    def discover(self, query: str, limit: int = 5) -> dict[str, Any]:
+        require_text(query, "query")
+        return self._call(Call(ApiRequest("POST", "/v1/discover", json={"query": query, "limit": limit}), _json))
+
+    def inspect(self, provider: str, endpoint: str) -> dict[str, Any]:
+        body = {"provider": require_text(provider, "provider"), "endpoint": require_text(endpoint, "endpoint")}
+        return self._call(Call(ApiRequest("POST", "/v1/inspect", json=body), _json))
+
+    def get_wallet_balance(self) -> dict[str, Any]:
+        return self._call(Call(ApiRequest("GET", "/v1/wallet/balance"), _json))
+
+    def app_url(self) -> str:
+        from airflow_monid._connection import read_extra
+
+        value = read_extra(self.connection_extras, self.conn_type, "app_url")
+        return str(value or self.default_app_url).rstrip("/")
+
+    def test_connection(self) -> tuple[bool, str]:
+        """``GET /v1/wallet/balance`` (free): checks the URL and the key, reports the balance."""
+        try:
+            data = self.get_wallet_balance()
+        except (MonidAPIError, MonidResponseError, Exception) as exc:  # the UI shows the message
+            return False, str(exc)
+        balance = data.get("balance") if isinstance(data, dict) else None
+        if isinstance(balance, dict):
+            return True, f"Connected to Monid. Wallet balance: {balance.get('value')} {balance.get('currency', '')}"
+        return True, f"Connected to Monid. Wallet balance: {balance}"
+
+    # --- async API (what the trigger and deferrable sensors need) ---
+
+    async def aget_run(self, run_id: str) -> MonidRun:
+        return await self._acall(self._get_run_call(run_id))
+
+    async def astop_run(self, run_id: str) -> dict[str, Any] | None:
+        return await self._acall(self._stop_call(run_id))

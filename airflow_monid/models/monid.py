@@ -1,0 +1,145 @@
+"""Monid run models and the one status vocabulary shared by operator, trigger and sensor."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from airflow_monid.exceptions import MonidResponseError
+
+log = logging.getLogger("airflow_monid.models")
+
+_warned_statuses: set[str] = set()
+
+
+class MonidRunStatus(str, Enum):
+    """Run lifecycle status. ``UNKNOWN`` stands for any status the docs do not list."""
+
+    READY = "READY"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    BLOCKED = "BLOCKED"
+    TIMED_OUT = "TIMED_OUT"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, value: Any) -> MonidRunStatus:
+        """Map an API status string; ``TIME_OUT`` (CLI spelling) is ``TIMED_OUT``.
+
+        An unknown status counts as in progress (a new status must not end a wait as success or
+        failure); it is logged once per value, and the wait's deadline bounds it.
+        """
+        text = str(value or "").strip().upper()
+        if text == "TIME_OUT":
+            return cls.TIMED_OUT
+        try:
+            status = cls(text)
+        except ValueError:
+            status = cls.UNKNOWN
+        if status is cls.UNKNOWN and text not in _warned_statuses:
+            _warned_statuses.add(text)
+            log.warning("Unknown Monid run status %r: treated as still in progress.", value)
+        return status
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_success(self) -> bool:
+        """The lifecycle ended normally; the provider status still decides whether data came back."""
+        return self is MonidRunStatus.COMPLETED
+
+
+_TERMINAL = frozenset(
+    {
+        MonidRunStatus.COMPLETED,
+        MonidRunStatus.FAILED,
+        MonidRunStatus.STOPPED,
+        MonidRunStatus.BLOCKED,
+        MonidRunStatus.TIMED_OUT,
+    }
+)
+
+
+class ProviderResponse(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    http_status: Any = Field(default=None, alias="httpStatus")
+    error: Any = None
+
+
+class MonidRun(BaseModel):
+    """A run as the API returned it; :attr:`raw` keeps the JSON exactly as received."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    run_id: str = Field(alias="runId")
+    status_text: Any = Field(default=None, alias="status")
+    provider: str | None = None
+    endpoint: str | None = None
+    input: Any = None
+    output: Any = None
+    provider_response: ProviderResponse | None = Field(default=None, alias="providerResponse")
+    reason: Any = None
+    error: Any = None
+    created_at: str | None = Field(default=None, alias="createdAt")
+    completed_at: str | None = Field(default=None, alias="completedAt")
+    stoppable: bool | None = None
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, data: Any) -> MonidRun:
+        """Parse a run; anything that is not a run raises :class:`MonidResponseError`."""
+        if not isinstance(data, dict) or not isinstance(data.get("runId"), str) or not data["runId"]:
+            raise MonidResponseError(f"Expected a Monid run (a JSON object with a runId), got {_short(data)}")
+        try:
+            run = cls.model_validate(data)
+        except ValidationError as exc:
+            raise MonidResponseError(
+                f"Monid run {data.get('runId')!r} has an unexpected shape: {exc.errors()[:3]}"
+            ) from None
+        run._raw = data
+        return run
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        return self._raw
+
+    @property
+    def status(self) -> MonidRunStatus:
+        return MonidRunStatus.parse(self.status_text)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's JSON as received, minus ``output`` and ``input`` (the ``run`` XCom)."""
+        return {k: v for k, v in self._raw.items() if k not in ("output", "input")}
+
+
+class MonidRunPage(BaseModel):
+    """One page of ``GET /v1/runs``; ``cursor`` is ``None`` on the last page."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[MonidRun]
+    cursor: str | None = None
+
+    @classmethod
+    def from_api(cls, data: Any) -> MonidRunPage:
+        if not isinstance(data, dict) or not isinstance(data.get("items", []), list):
+            raise MonidResponseError(f"Expected a page of Monid runs ({{items, cursor}}), got {_short(data)}")
+        cursor = data.get("cursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise MonidResponseError(f"Monid runs page has a cursor that is not a string: {cursor!r}")
+        return cls(items=[MonidRun.from_api(item) for item in data.get("items") or []], cursor=cursor or None)
+
+
+def _short(data: Any) -> str:
+    text = repr(data)
+    return text if len(text) <= 200 else text[:200] + "..."
