@@ -38,8 +38,7 @@ def _number(extras: Mapping[str, Any], conn_type: str, name: str, default: float
         number = math.nan
     if not math.isfinite(number) or number < 0 or (number == 0 and name != "retry_after_cap"):
         raise MonidConfigError(
-            f"Connection {conn_id!r}: extra {name!r} must be a positive number of seconds or attempts, "
-            f"got {value!r}."
+            f"Connection {conn_id!r}: extra {name!r} must be a positive number of seconds or attempts, got {value!r}."
         )
     return number
 
@@ -106,9 +105,7 @@ def settings_from_connection(
     )
     verify: bool | str = True
     verify_extra = read_extra(extras, conn_type, "verify")
-    if isinstance(verify_extra, str) and verify_extra.lower() in ("false", "0", "no"):
-        verify = False
-    elif verify_extra is False:
+    if (isinstance(verify_extra, str) and verify_extra.lower() in ("false", "0", "no")) or verify_extra is False:
         verify = False
     elif isinstance(verify_extra, str) and verify_extra.lower() not in ("true", "1", "yes"):
         verify = verify_extra  # a CA bundle path

@@ -210,9 +210,7 @@ class _Attempt:
             ) from None
         delay = self._next_delay(reason)
         if delay is None:
-            raise MonidTransportError(
-                f"{self.label} failed after {self.number} attempt(s): {reason}"
-            ) from None
+            raise MonidTransportError(f"{self.label} failed after {self.number} attempt(s): {reason}") from None
         return delay
 
     def on_response(self, response: httpx.Response) -> ApiResponse | float:
@@ -225,9 +223,7 @@ class _Attempt:
         except ValueError:
             data, is_json = None, False
         result = ApiResponse(status, data, request_id, response.headers)
-        has_run = (
-            self.request.run_body_ok and isinstance(data, dict) and bool(data.get(self.request.run_key))
-        )
+        has_run = self.request.run_body_ok and isinstance(data, dict) and bool(data.get(self.request.run_key))
         if has_run or status in self.request.ok_statuses:
             return result
         if 200 <= status < 300:
@@ -239,9 +235,7 @@ class _Attempt:
             return result
         retry_after = None
         if status == 429:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), self.policy.retry_after_cap
-            )
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.policy.retry_after_cap)
         retryable = status in (408, 429) or status >= 500
         if self.request.paid and retryable and status != 429:
             # 408/5xx without a run id: the API may have started (and billed) a run before failing.
@@ -275,8 +269,7 @@ class _Attempt:
 def _headers(settings: ApiSettings) -> dict[str, str]:
     if not settings.api_key:
         raise MonidConfigError(
-            f"The {settings.profile.name} connection has no API key: put the key in the connection's "
-            "password field."
+            f"The {settings.profile.name} connection has no API key: put the key in the connection's password field."
         )
     headers = {"User-Agent": settings.user_agent, "Accept": "application/json"}
     headers.update(settings.profile.auth_header(settings.api_key))

@@ -24,9 +24,7 @@ def require_positive(value: Any, name: str) -> float:
 def require_json_object(value: Any, name: str = "input") -> dict[str, Any]:
     """A JSON object that serialises as is (no NaN/infinity, no sets or bytes)."""
     if not isinstance(value, dict):
-        raise MonidConfigError(
-            f"{name} must be a JSON object (a dict), got {type(value).__name__}: {_short(value)}."
-        )
+        raise MonidConfigError(f"{name} must be a JSON object (a dict), got {type(value).__name__}: {_short(value)}.")
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:

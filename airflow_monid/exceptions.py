@@ -47,7 +47,7 @@ class MonidAPIError(MonidError):
         self.api = api
         self.method = method
         self.path = path
-        self.status_code = status_code
+        self.status_code = status_code  # type: ignore[assignment]  # Airflow declares an HTTPStatus
         self.message = message
         self.request_id = request_id
         self.tag = tag

@@ -143,7 +143,10 @@ class MonidHook(ApiHook):
         return self._call(Call(ApiRequest("POST", "/v1/discover", json={"query": query, "limit": limit}), _json))
 
     def inspect(self, provider: str, endpoint: str) -> dict[str, Any]:
-        body = {"provider": require_text(provider, "provider"), "endpoint": require_text(endpoint, "endpoint")}
+        body = {
+            "provider": require_text(provider, "provider"),
+            "endpoint": require_text(endpoint, "endpoint"),
+        }
         return self._call(Call(ApiRequest("POST", "/v1/inspect", json=body), _json))
 
     def get_wallet_balance(self) -> dict[str, Any]:
@@ -163,7 +166,10 @@ class MonidHook(ApiHook):
             return False, str(exc)
         balance = data.get("balance") if isinstance(data, dict) else None
         if isinstance(balance, dict):
-            return True, f"Connected to Monid. Wallet balance: {balance.get('value')} {balance.get('currency', '')}"
+            return (
+                True,
+                f"Connected to Monid. Wallet balance: {balance.get('value')} {balance.get('currency', '')}",
+            )
         return True, f"Connected to Monid. Wallet balance: {balance}"
 
     # --- async API (what the trigger and deferrable sensors need) ---

@@ -1,0 +1,100 @@
+"""Deferrable wait for a Monid run: GET-only polling in the triggerer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_monid.hooks.monid import MonidHook
+from airflow_monid.models.monid import MonidRun
+from airflow_monid.triggers._events import poll_until_terminal
+
+log = logging.getLogger(__name__)
+
+_ON_KILL_BUDGET = 20.0  # stays inside [triggerer] on_kill_timeout (30 s by default)
+
+
+class MonidRunTrigger(BaseTrigger):
+    """Polls ``GET /v1/runs/{run_id}`` until the run is terminal or ``end_time`` passes.
+
+    Yields exactly one event: ``{"status": "terminal" | "timeout" | "error", "run_id", "run_status",
+    "message"}``. The kwargs are plain values (never the key): the connection is loaded inside
+    :meth:`run` without blocking the event loop.
+
+    :param run_id: the Monid run to wait for.
+    :param monid_conn_id: Airflow connection id of type ``monid``.
+    :param poll_interval: seconds between polls.
+    :param end_time: absolute deadline, epoch seconds (survives triggerer restarts).
+    :param stop_on_kill: stop the run when a user kills the deferred task (Airflow 3.3+); sensors,
+        which do not own the run, pass ``False``.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        monid_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+        stop_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.monid_conn_id = monid_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+        self.stop_on_kill = stop_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "run_id": self.run_id,
+                "monid_conn_id": self.monid_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "stop_on_kill": self.stop_on_kill,
+            },
+        )
+
+    def _hook(self) -> MonidHook:
+        # One hook per trigger instance; HTTP clients are pooled per event loop underneath.
+        hook = getattr(self, "_hook_instance", None)
+        if hook is None:
+            hook = self._hook_instance = MonidHook(self.monid_conn_id)
+        return hook
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self._hook()
+
+        def status_of(run: MonidRun) -> tuple[bool, str]:
+            return run.status.is_terminal, str(run.status_text)
+
+        event = await poll_until_terminal(
+            lambda: hook.aget_run(self.run_id),
+            status_of,
+            run_id=self.run_id,
+            end_time=self.end_time,
+            poll_interval=self.poll_interval,
+            label=f"Monid run {self.run_id}",
+            log=log,
+        )
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """Stop the run when a user marks the deferred task failed/success or clears it (Airflow 3.3+).
+
+        Only user actions call this; ``cleanup()`` and ``CancelledError`` also fire on every
+        triggerer restart, so the run is never stopped from there.
+        """
+        if not self.stop_on_kill:
+            return
+        try:
+            result = await asyncio.wait_for(self._hook().astop_run(self.run_id), timeout=_ON_KILL_BUDGET)
+        except Exception as exc:  # best effort: the task is going away anyway
+            log.warning("Could not stop Monid run %s on kill: %s", self.run_id, exc)
+            return
+        log.info("Stop requested for Monid run %s on user kill: %s", self.run_id, result or "already terminal")
