@@ -1,14 +1,9 @@
-"""Apache Airflow provider for Monid paid data endpoints and Exa monitor runs."""
+"""Apache Airflow provider for Monid paid data endpoints and Exa monitor runs.
+
+Airflow finds it through the ``apache_airflow_provider`` entry point,
+``airflow_monid.get_provider_info:get_provider_info`` (the layout of the official providers).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
-
-
-def get_provider_info() -> dict[str, Any]:
-    """Entry point read by Airflow's ProvidersManager (``apache_airflow_provider``)."""
-    from airflow_monid.get_provider_info import get_provider_info as _info
-
-    return _info()
