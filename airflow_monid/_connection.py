@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -58,12 +58,17 @@ def base_url_from(host: str | None, schema: str | None, port: int | None, defaul
         if scheme not in ("http", "https"):
             scheme = "https"
         host = f"{scheme}://{host}"
-        if port and ":" not in host.split("://", 1)[1].split("/", 1)[0]:
-            netloc, _, rest = host.split("://", 1)[1].partition("/")
-            host = f"{scheme}://{netloc}:{port}" + (f"/{rest}" if rest else "")
     try:
         parts = urlsplit(host)
-        _ = parts.port  # raises ValueError on a bad port
+        if port and parts.port is None and parts.hostname:  # .port raises ValueError on a bad port
+            # The port field completes a host without one (a full URL in the host field included).
+            host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
+            parts = urlsplit(host)
+        _ = parts.port
+        hostname = parts.hostname or ""
+        if any(char.isspace() for char in hostname):
+            raise ValueError("the host name contains white space")
+        hostname.encode("idna")  # UnicodeError (a ValueError) on an empty or too long label: "a..b"
         httpx.URL(host)
     except (ValueError, httpx.InvalidURL) as exc:
         raise MonidConfigError(

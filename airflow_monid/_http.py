@@ -35,6 +35,7 @@ from airflow_monid.exceptions import (
 log = logging.getLogger("airflow_monid.http")
 
 _BODY_PREVIEW = 200
+_NOT_RESENT = "It was not sent again because it spends money: a run may exist. Check the runs list before retrying."
 
 
 def encode_segment(value: Any, what: str = "id") -> str:
@@ -46,7 +47,10 @@ def encode_segment(value: Any, what: str = "id") -> str:
     """
     if not isinstance(value, str) or not value.strip():
         raise MonidConfigError(f"{what} must be a non-empty string, got {value!r}.")
-    encoded = quote(value, safe="")
+    try:
+        encoded = quote(value, safe="")
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\\ud800") has no UTF-8 form
+        raise MonidConfigError(f"{what} is not valid Unicode text, got {value!r}.") from None
     if encoded in (".", ".."):
         encoded = encoded.replace(".", "%2E")
     return encoded
@@ -204,9 +208,7 @@ class _Attempt:
         reason = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key) or 'no detail'}"
         if self.request.paid and not never_sent:
             raise MonidUnclearSubmitError(
-                f"{self.label}: the request may have reached the API but its answer was lost ({reason}). "
-                "It was not sent again because it spends money: a run may exist. Check the runs list "
-                "before retrying."
+                f"{self.label}: the request may have reached the API but its answer was lost ({reason}). " + _NOT_RESENT
             ) from None
         delay = self._next_delay(reason)
         if delay is None:
@@ -227,6 +229,12 @@ class _Attempt:
         if has_run or status in self.request.ok_statuses:
             return result
         if 200 <= status < 300:
+            if self.request.paid and (not is_json or self.request.run_body_ok):
+                # Accepted, but we cannot tell which run: sending it again could pay twice.
+                raise MonidUnclearSubmitError(
+                    f"{self.label} answered HTTP {status} without a readable run id "
+                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.api_key)!r}. " + _NOT_RESENT
+                )
             if not is_json:
                 raise MonidResponseError(
                     f"{self.label} answered HTTP {status} with a body that is not JSON "
@@ -234,16 +242,14 @@ class _Attempt:
                 )
             return result
         retry_after = None
-        if status == 429:
+        if status in (429, 503):  # the API sends Retry-After with 429 and with 503 (wallet not active yet)
             retry_after = parse_retry_after(response.headers.get("retry-after"), self.policy.retry_after_cap)
         retryable = status in (408, 429) or status >= 500
         if self.request.paid and retryable and status != 429:
             # 408/5xx without a run id: the API may have started (and billed) a run before failing.
             raise MonidUnclearSubmitError(
                 f"{self.label} answered HTTP {status} without a run id "
-                f"(x-request-id: {request_id or 'none'}): {self._message(data, text)}. "
-                "It was not sent again because it spends money: a run may exist. Check the runs list "
-                "before retrying."
+                f"(x-request-id: {request_id or 'none'}): {self._message(data, text)}. " + _NOT_RESENT
             )
         if retryable:
             delay = self._next_delay(f"HTTP {status}", retry_after)
@@ -340,6 +346,10 @@ def sync_client(settings: ApiSettings) -> httpx.Client:
 def async_client(settings: ApiSettings) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     key = (settings.base_url, str(settings.verify))
+    # A closed loop's clients can never be used again, yet their open connections reference the loop,
+    # so the weak key alone would keep them (and their sockets) forever: drop them here.
+    for closed in [other for other in list(_async_clients.keys()) if other.is_closed()]:
+        _async_clients.pop(closed, None)
     per_loop = _async_clients.setdefault(loop, {})
     client = per_loop.get(key)
     if client is None or client.is_closed:
@@ -349,7 +359,8 @@ def async_client(settings: ApiSettings) -> httpx.AsyncClient:
 
 def pool_size() -> tuple[int, int]:
     """(sync clients, async clients across live loops): for benchmarks and tests of the pool."""
-    return len(_sync_clients), sum(len(v) for v in _async_clients.values())
+    live = [clients for loop, clients in list(_async_clients.items()) if not loop.is_closed()]
+    return len(_sync_clients), sum(len(v) for v in live)
 
 
 def send(settings: ApiSettings, request: ApiRequest) -> ApiResponse:

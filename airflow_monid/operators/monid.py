@@ -26,7 +26,7 @@ from airflow_monid.exceptions import (
 )
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
-from airflow_monid.triggers._events import parse_event
+from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral, try_number_of
 from airflow_monid.triggers.monid import MonidRunTrigger
 
 if TYPE_CHECKING:
@@ -128,6 +128,7 @@ class MonidRunOperator(BaseOperator):
         end_time = time.time() + self.timeout
         if self.deferrable:
             self.log.info("Deferring until Monid run %s is terminal (deadline in %.0f s).", run.run_id, self.timeout)
+            remember_deferral(context)
             self.defer(
                 trigger=MonidRunTrigger(
                     run_id=run.run_id,
@@ -154,8 +155,7 @@ class MonidRunOperator(BaseOperator):
         """Reuse the run an earlier try paid for, adopt a lost one, or submit a new one."""
         digest = request_digest(provider, endpoint, payload)
         stored = ledger.load()
-        ti = context["ti"]
-        try_number = getattr(ti, "try_number", 1) or 1
+        try_number = try_number_of(context)
         if stored is not None:
             reused = self._reuse_stored(hook, stored, digest)
             if reused is not None:
@@ -260,6 +260,9 @@ class MonidRunOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
         """Resume after the trigger: validate the event, fetch the run once, apply the outcome table."""
+        if is_stale_resume(context):
+            self.log.warning("Resumed with the event of an earlier try: starting this try afresh.")
+            return self.execute(context)
         parsed = parse_event(event)
         self.run_id = parsed.run_id
         hook = self.hook

@@ -20,7 +20,7 @@ from airflow_monid._validation import require_statuses, require_text
 from airflow_monid.exceptions import MonidAPIError, MonidError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
-from airflow_monid.triggers._events import parse_event
+from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral
 from airflow_monid.triggers.monid import MonidRunTrigger
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class MonidRunSensor(BaseSensorOperator):
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
+        remember_deferral(context)
         self.defer(
             trigger=MonidRunTrigger(
                 run_id=run_id,
@@ -98,6 +99,9 @@ class MonidRunSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
+        if is_stale_resume(context):
+            self.log.warning("Resumed with the event of an earlier try: starting afresh.")
+            return self.execute(context)
         parsed = parse_event(event)
         if parsed.status == "timeout":
             message = f"Sensor timed out after {self.timeout} s: {parsed.message}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+@functools.lru_cache(maxsize=8192)  # the same few run timestamps are rendered on every poll
 def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO-8601 UTC with milliseconds and a 'Z' suffix (the shape both APIs document)."""
     if ts is None:
@@ -103,9 +105,7 @@ def parse_limit(query: dict[str, str], default: int, maximum: int) -> int:
     return limit
 
 
-def paginate(
-    items: Sequence[T], key: Callable[[T], str], cursor: str | None, limit: int
-) -> tuple[list[T], str | None]:
+def paginate(items: Sequence[T], key: Callable[[T], str], cursor: str | None, limit: int) -> tuple[list[T], str | None]:
     """Keyset pagination over an already ordered list.
 
     The cursor names the last item of the previous page rather than an offset, so runs created while a

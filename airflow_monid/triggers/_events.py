@@ -44,6 +44,30 @@ def parse_event(event: Any, expected_run_id: str | None = None) -> RunEvent:
     return parsed
 
 
+DEFERRED_TRY_KEY = "deferred_try"
+
+
+def try_number_of(context: Any) -> int:
+    return int(getattr(context["ti"], "try_number", 1) or 1)
+
+
+def remember_deferral(context: Any) -> None:
+    """Record which try deferred, so that resuming can tell a stale event from its own."""
+    context["ti"].xcom_push(key=DEFERRED_TRY_KEY, value=try_number_of(context))
+
+
+def is_stale_resume(context: Any) -> bool:
+    """Whether the task resumed with the event of an earlier try.
+
+    Airflow 3.0's ``dag.test()`` hands a retry the previous try's ``next_method`` and event (and
+    drops custom ``next_kwargs``); acting on that event would repeat the last try's outcome, so the
+    caller starts the try afresh instead.
+    """
+    ti = context["ti"]
+    deferred = ti.xcom_pull(task_ids=ti.task_id, key=DEFERRED_TRY_KEY, map_indexes=ti.map_index)
+    return deferred != try_number_of(context)
+
+
 async def poll_until_terminal(
     fetch: Callable[[], Awaitable[Any]],
     status_of: Callable[[Any], tuple[bool, str]],

@@ -1,0 +1,88 @@
+"""HTTP control surface under /_emulator/ so out-of-process tests (e.g. an Airflow cluster) can script it.
+
+No auth, and never written to the request log: tests count API calls and must not see their own setup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from airflow_monid.testing._common import Reply, Req
+
+if TYPE_CHECKING:
+    from airflow_monid.testing.emulator import Emulator
+
+_MONID_SETTINGS = frozenset({"balance", "held", "last_page_cursor", "cursor_loop", "next_run_ids"})
+_EXA_SETTINGS = frozenset({"trigger_creates", "trigger_response", "trigger_polls_to_finish", "trigger_final_status"})
+
+
+def _ok(body: Any = None) -> Reply:
+    return Reply(200, {"ok": True} if body is None else body)
+
+
+def _settings(target: Any, allowed: frozenset[str], body: dict[str, Any]) -> Reply:
+    unknown = set(body) - allowed
+    if unknown:
+        raise TypeError(f"unknown settings: {sorted(unknown)}")
+    for name, value in body.items():
+        setattr(target, name, value)
+    return _ok({name: getattr(target, name) for name in sorted(allowed)})
+
+
+def control(emu: Emulator, req: Req) -> Reply:
+    if req.body_error is not None:
+        return Reply(400, {"code": 400, "message": f"Malformed JSON body: {req.body_error}"})
+    body = req.body if isinstance(req.body, dict) else {}
+    parts = [unquote(p) for p in req.path.split("/")[2:]]
+    try:
+        return _dispatch(emu, req.method, parts, body, req.query)
+    except KeyError as exc:
+        return Reply(404, {"code": 404, "message": f"Not found: {exc}"})
+    except (TypeError, ValueError) as exc:
+        return Reply(400, {"code": 400, "message": str(exc)})
+
+
+def _dispatch(emu: Emulator, method: str, parts: list[str], body: dict[str, Any], query: dict[str, str]) -> Reply:
+    route = (method, *parts)
+    if route == ("GET", "health"):
+        return _ok({"ok": True, "url": emu.url})
+    if route == ("GET", "requests"):
+        records = emu.requests(query.get("method"), query.get("path"), query.get("path_prefix"))
+        return _ok([r.to_dict() for r in records])
+    if route == ("POST", "reset"):
+        emu.reset()
+        return _ok()
+    if route == ("GET", "runs"):
+        return _ok(emu.monid.runs())
+    if len(parts) == 2 and parts[0] == "runs" and method == "GET":
+        return _ok(emu.monid.get_run(parts[1]))
+    if len(parts) == 3 and parts[0] == "runs" and method == "POST":
+        if parts[2] == "complete":
+            return _ok(emu.monid.complete_run(parts[1], **body))
+        if parts[2] == "fail":
+            return _ok(emu.monid.fail_run(parts[1], **body))
+        if parts[2] == "status":
+            return _ok(emu.monid.set_status(parts[1], **body))
+    if route == ("POST", "monid", "endpoints"):
+        emu.monid.set_endpoint(**body)
+        return _ok()
+    if route == ("POST", "monid", "runs"):
+        return _ok(emu.monid.add_run(**body))
+    if route == ("POST", "monid", "settings"):
+        return _settings(emu.monid, _MONID_SETTINGS, body)
+    if route == ("POST", "faults"):
+        emu.add_fault(**body)
+        return _ok()
+    if route == ("DELETE", "faults"):
+        emu.clear_faults()
+        return _ok()
+    if route == ("POST", "exa", "monitors"):
+        return _ok(emu.exa.add_monitor(**body))
+    if route == ("POST", "exa", "runs"):
+        return _ok(emu.exa.add_run(**body))
+    if route == ("POST", "exa", "runs", "finish"):
+        return _ok(emu.exa.finish_run(**body))
+    if route == ("POST", "exa", "settings"):
+        return _settings(emu.exa, _EXA_SETTINGS, body)
+    return Reply(404, {"code": 404, "message": f"No control route for {method} /_emulator/{'/'.join(parts)}"})

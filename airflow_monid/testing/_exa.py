@@ -1,0 +1,404 @@
+"""Exa monitors behaviour: search monitors (/monitors and the older /search-monitors) and Websets monitors."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from airflow_monid.testing._common import (
+    DEFAULT,
+    BadRequest,
+    Reply,
+    Req,
+    iso,
+    new_ulid,
+    paginate,
+    parse_limit,
+    to_epoch,
+)
+
+SEARCH_PREFIXES = ("monitors", "search-monitors")
+# The two families spell the same things differently; the emulator keeps each family's own spelling.
+CANCELLED = {"search": "cancelled", "websets": "canceled"}
+INITIAL = {"search": "pending", "websets": "created"}
+
+
+def _norm(family: str, status: str) -> str:
+    return CANCELLED[family] if status in ("cancelled", "canceled") else status
+
+
+def sample_output(monitor_name: str) -> dict[str, Any]:
+    now = time.time()
+    results = [
+        {
+            "id": f"https://news.example.com/{monitor_name}/{i}",
+            "url": f"https://news.example.com/{monitor_name}/{i}",
+            "title": f"Emulated result {i} for {monitor_name}",
+            "publishedDate": iso(now - 86400 * i),
+            "author": None,
+            "text": f"Body text of emulated result {i}.",
+        }
+        for i in (1, 2)
+    ]
+    return {
+        "results": results,
+        "content": f"Two new items were found for {monitor_name}.",
+        "grounding": [
+            {
+                "field": "content",
+                "citations": [{"url": r["url"], "title": r["title"]} for r in results],
+                "confidence": "high",
+            }
+        ],
+    }
+
+
+@dataclass
+class _Run:
+    id: str
+    monitor_id: str
+    family: str
+    status: str
+    created: float
+    seq: int
+    polls_to_finish: int | None
+    final_status: str
+    fail_reason: str | None
+    output: Any
+    run_type: str
+    updated: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    polls: int = 0
+
+
+@dataclass
+class _Monitor:
+    id: str
+    family: str
+    status: str
+    name: str | None
+    created: float
+    seq: int
+    runs: dict[str, _Run] = field(default_factory=dict)
+
+
+class ExaState:
+    """State and HTTP behaviour of the Exa monitor APIs. All mutation happens under the emulator's lock."""
+
+    def __init__(self, lock: threading.RLock, api_key: str | None) -> None:
+        self._lock = lock
+        self.api_key = api_key
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._monitors: dict[str, _Monitor] = {}
+            self._seq = 0
+            self.trigger_creates = True
+            self.trigger_response: dict[str, Any] | None = None
+            self.trigger_polls_to_finish: int | None = 1
+            self.trigger_final_status = "completed"
+
+    # ----- scripting API -----------------------------------------------------------------------------
+
+    def add_monitor(
+        self, monitor_id: str, *, family: str = "search", status: str | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        if family not in ("search", "websets"):
+            raise ValueError("family must be 'search' or 'websets'")
+        with self._lock:
+            self._seq += 1
+            default_status = "active" if family == "search" else "enabled"
+            monitor = _Monitor(monitor_id, family, status or default_status, name, time.time(), self._seq)
+            self._monitors[monitor_id] = monitor
+            return self._monitor_view(monitor, prefix="monitors")
+
+    def add_run(
+        self,
+        monitor_id: str,
+        *,
+        run_id: str | None = None,
+        status: str | None = None,
+        created_at: Any = None,
+        polls_to_finish: int | None = 1,
+        final_status: str = "completed",
+        fail_reason: str | None = None,
+        output: Any = DEFAULT,
+        run_type: str = "search",
+    ) -> dict[str, Any]:
+        with self._lock:
+            monitor = self._monitors.get(monitor_id)
+            if monitor is None:
+                raise KeyError(f"unknown monitor {monitor_id!r}; call add_monitor first")
+            return self._view(
+                self._create_run(
+                    monitor,
+                    run_id,
+                    status,
+                    created_at,
+                    polls_to_finish,
+                    final_status,
+                    fail_reason,
+                    output,
+                    run_type,
+                ),
+                "monitors",
+            )
+
+    def finish_run(
+        self, monitor_id: str, run_id: str, status: str = "completed", fail_reason: str | None = None
+    ) -> dict[str, Any]:
+        with self._lock:
+            run = self._monitors[monitor_id].runs[run_id]
+            if fail_reason is not None:
+                run.fail_reason = fail_reason
+            self._finish(run, status)
+            return self._view(run, "monitors")
+
+    def get_run(self, monitor_id: str, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._view(self._monitors[monitor_id].runs[run_id], "monitors")
+
+    def runs(self, monitor_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._view(r, "monitors") for r in self._ordered(self._monitors[monitor_id])]
+
+    # ----- lifecycle ---------------------------------------------------------------------------------
+
+    def _create_run(
+        self,
+        monitor: _Monitor,
+        run_id: str | None,
+        status: str | None,
+        created_at: Any,
+        polls_to_finish: int | None,
+        final_status: str,
+        fail_reason: str | None,
+        output: Any,
+        run_type: str,
+    ) -> _Run:
+        family = monitor.family
+        self._seq += 1
+        if run_id is None:
+            run_id = new_ulid(lowercase=True) if family == "search" else "mrun_" + new_ulid(lowercase=True)
+        created = to_epoch(created_at)
+        initial = _norm(family, status or INITIAL[family])
+        run = _Run(
+            run_id,
+            monitor.id,
+            family,
+            initial,
+            created,
+            self._seq,
+            polls_to_finish,
+            _norm(family, final_status),
+            fail_reason,
+            output,
+            run_type,
+            updated=created,
+        )
+        monitor.runs[run_id] = run
+        if initial == "running":
+            run.started = created
+        if initial in ("completed", "failed", CANCELLED[family]):
+            run.started = created
+            self._finish(run, initial, at=created + 5.0)
+        return run
+
+    def _finish(self, run: _Run, status: str, at: float | None = None) -> None:
+        run.status = _norm(run.family, status)
+        run.polls_to_finish = None  # settled: no further automatic transitions
+        now = time.time() if at is None else at
+        if run.status in ("completed", "failed", CANCELLED[run.family]):
+            run.started = run.started or now
+            run.ended = now
+        if run.status == "failed" and run.fail_reason is None:
+            run.fail_reason = "internal_error" if run.family == "search" else "Emulated monitor run failure"
+        run.updated = now
+
+    def _poll(self, run: _Run) -> None:
+        run.polls += 1
+        if run.polls_to_finish is None:
+            return
+        if run.polls >= run.polls_to_finish:
+            self._finish(run, run.final_status)
+        elif run.status != "running":
+            run.status, run.started, run.updated = "running", time.time(), time.time()
+
+    @staticmethod
+    def _ordered(monitor: _Monitor) -> list[_Run]:
+        return sorted(monitor.runs.values(), key=lambda r: (r.created, r.seq), reverse=True)
+
+    # ----- rendering ---------------------------------------------------------------------------------
+
+    def _monitor_view(self, monitor: _Monitor, prefix: str) -> dict[str, Any]:
+        name = monitor.name or monitor.id
+        runs = self._ordered(monitor)
+        if monitor.family == "websets":
+            return {
+                "id": monitor.id,
+                "object": "monitor",
+                "status": monitor.status,
+                "websetId": "webset_emulated",
+                "cadence": {"cron": "0 9 * * *", "timezone": "Etc/UTC"},
+                "behavior": {
+                    "type": "search",
+                    "config": {"query": name, "criteria": [], "count": 10, "behavior": "append"},
+                },
+                "lastRun": self._view(runs[0], prefix) if runs else None,
+                "nextRunAt": iso(time.time() + 86400),
+                "metadata": {},
+                "createdAt": iso(monitor.created),
+                "updatedAt": iso(monitor.created),
+            }
+        body: dict[str, Any] = {
+            "id": monitor.id,
+            "name": monitor.name,
+            "status": monitor.status,
+            "search": {"query": name, "numResults": 10, "contents": {"text": True}},
+            "trigger": {"type": "interval", "period": "1d"},
+            "outputSchema": {"type": "text"},
+            "metadata": None,
+            "webhook": None,
+            "nextRunAt": iso(time.time() + 86400) if monitor.status == "active" else None,
+            "createdAt": iso(monitor.created),
+            "updatedAt": iso(monitor.created),
+        }
+        if prefix == "search-monitors":
+            body = {"object": "search_monitor", **body}
+        return body
+
+    def _view(self, run: _Run, prefix: str) -> dict[str, Any]:
+        ended = iso(run.ended)
+        status = run.status
+        if run.family == "websets":
+            return {
+                "id": run.id,
+                "object": "monitor_run",
+                "status": status,
+                "monitorId": run.monitor_id,
+                "type": run.run_type,
+                "completedAt": ended if status == "completed" else None,
+                "failedAt": ended if status == "failed" else None,
+                "failedReason": run.fail_reason if status == "failed" else None,
+                "canceledAt": ended if status == "canceled" else None,
+                "createdAt": iso(run.created),
+                "updatedAt": iso(run.updated),
+            }
+        output = None
+        if status == "completed":
+            output = sample_output(run.monitor_id) if run.output is DEFAULT else copy.deepcopy(run.output)
+        body: dict[str, Any] = {
+            "id": run.id,
+            "monitorId": run.monitor_id,
+            "status": status,
+            "output": output,
+            "failReason": run.fail_reason if status == "failed" else None,
+            "startedAt": iso(run.started),
+            "completedAt": ended if status == "completed" else None,
+            "failedAt": ended if status == "failed" else None,
+            "cancelledAt": ended if status == "cancelled" else None,
+            "durationMs": round((run.ended - run.started) * 1000) if run.ended and run.started else None,
+            "createdAt": iso(run.created),
+            "updatedAt": iso(run.updated),
+        }
+        if prefix == "search-monitors":
+            body = {"id": run.id, "object": "search_monitor_run", **body}
+        return body
+
+    # ----- HTTP --------------------------------------------------------------------------------------
+
+    def handle(self, req: Req) -> Reply:
+        key = req.headers.get("x-api-key", "").strip()
+        auth = req.headers.get("authorization", "")
+        if not key and auth[:7].lower() == "bearer ":
+            key = auth[7:].strip()
+        if not key or (self.api_key is not None and key != self.api_key):
+            return _error(req, 401, "Invalid API key", "INVALID_API_KEY")
+        parts = req.path.split("/")[1:]
+        try:
+            with self._lock:
+                if parts[0] in SEARCH_PREFIXES:
+                    return self._route(req, "search", parts[0], parts[1:])
+                if parts[:3] == ["websets", "v0", "monitors"]:
+                    return self._route(req, "websets", "websets", parts[3:])
+                return _error(req, 404, "Not found", "NOT_FOUND")
+        except BadRequest as exc:
+            return _error(req, exc.status, exc.message, exc.tag)
+
+    def _route(self, req: Req, family: str, prefix: str, parts: list[str]) -> Reply:
+        method = req.method
+        if not parts or parts == [""]:
+            if method != "GET":
+                return _error(req, 405, "Method not allowed", "INVALID_REQUEST")
+            return self._list_monitors(req, family, prefix)
+        monitor = self._monitors.get(unquote(parts[0]))
+        if monitor is None or monitor.family != family:
+            return _error(req, 404, f"Monitor {unquote(parts[0])} not found", "NOT_FOUND")
+        rest = parts[1:]
+        expected = "POST" if rest == ["trigger"] else "GET"
+        if rest not in ([], ["trigger"], ["runs"]) and not (len(rest) == 2 and rest[0] == "runs" and rest[1]):
+            return _error(req, 404, "Not found", "NOT_FOUND")
+        if rest == ["trigger"] and family != "search":  # Websets monitors have no manual trigger
+            return _error(req, 404, "Not found", "NOT_FOUND")
+        if method != expected:
+            return _error(req, 405, "Method not allowed", "INVALID_REQUEST")
+        if not rest:
+            return Reply(200, self._monitor_view(monitor, prefix))
+        if rest == ["trigger"]:
+            return self._trigger(req, monitor)
+        if rest == ["runs"]:
+            limit = parse_limit(
+                req.query,
+                default=50 if family == "search" else 25,
+                maximum=100 if family == "search" else 200,
+            )
+            page, cursor = paginate(self._ordered(monitor), lambda r: r.id, req.query.get("cursor"), limit)
+            data = [self._view(r, prefix) for r in page]
+            return Reply(200, {"data": data, "hasMore": cursor is not None, "nextCursor": cursor})
+        run = monitor.runs.get(unquote(rest[1]))
+        if run is None:
+            return _error(req, 404, f"Run {unquote(rest[1])} not found", "NOT_FOUND")
+        self._poll(run)
+        return Reply(200, self._view(run, prefix))
+
+    def _list_monitors(self, req: Req, family: str, prefix: str) -> Reply:
+        limit = parse_limit(
+            req.query, default=50 if family == "search" else 25, maximum=100 if family == "search" else 200
+        )
+        wanted = req.query.get("status")
+        monitors = [
+            m
+            for m in sorted(self._monitors.values(), key=lambda m: m.seq, reverse=True)
+            if m.family == family and (not wanted or m.status == wanted)
+        ]
+        page, cursor = paginate(monitors, lambda m: m.id, req.query.get("cursor"), limit)
+        data = [self._monitor_view(m, prefix) for m in page]
+        return Reply(200, {"data": data, "hasMore": cursor is not None, "nextCursor": cursor})
+
+    def _trigger(self, req: Req, monitor: _Monitor) -> Reply:
+        if monitor.status == "disabled":
+            return _error(req, 400, "Monitor is disabled", "INVALID_REQUEST")
+        body = {"triggered": True} if self.trigger_response is None else copy.deepcopy(self.trigger_response)
+        if self.trigger_creates and body.get("triggered") is True:
+            self._create_run(
+                monitor,
+                None,
+                None,
+                None,
+                self.trigger_polls_to_finish,
+                self.trigger_final_status,
+                None,
+                DEFAULT,
+                "search",
+            )
+        return Reply(200, body)
+
+
+def _error(req: Req, status: int, message: str, tag: str) -> Reply:
+    return Reply(status, {"requestId": req.request_id, "error": message, "tag": tag})

@@ -1,0 +1,38 @@
+"""DAGs the tests drive with run_conf: one per waiting mode, with and without a retry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_monid.operators.monid import MonidRunOperator
+
+PARAMS = {"provider": "apify", "endpoint": "/apidojo/tweet-scraper", "input": {"searchTerms": ["x"]}}
+
+for mode in ("deferrable", "poll"):
+    for retries in (0, 1):
+        for timeout in (60, 2):
+            suffix = ("_retry" if retries else "") + ("_short" if timeout == 2 else "")
+            with DAG(
+                f"monid_scenario_{mode}{suffix}",
+                schedule=None,
+                start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+                catchup=False,
+                render_template_as_native_obj=True,
+                params=PARAMS,
+            ) as dag:
+                MonidRunOperator(
+                    task_id="run",
+                    provider="{{ params.provider }}",
+                    endpoint="{{ params.endpoint }}",
+                    input="{{ params.input }}",
+                    deferrable=mode == "deferrable",
+                    poll_interval=0.2,
+                    timeout=timeout,
+                    allowed_provider_statuses=[404],
+                    retries=retries,
+                    retry_delay=timedelta(0),
+                )
+            globals()[dag.dag_id] = dag
