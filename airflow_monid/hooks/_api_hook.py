@@ -41,6 +41,40 @@ class ApiHook(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
 
+    # --- connection form for Airflow 3.0/3.1, whose UI imports the hook; 3.2+ reads the same
+    # declarative fields from get_provider_info() without importing anything. One source of truth.
+
+    @classmethod
+    def _form_spec(cls) -> dict[str, Any]:
+        from airflow_monid.get_provider_info import get_provider_info
+
+        for entry in get_provider_info()["connection-types"]:
+            if entry["connection-type"] == cls.conn_type:
+                return entry
+        return {}
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        behaviour = cls._form_spec().get("ui-field-behaviour", {})
+        return {
+            "hidden_fields": list(behaviour.get("hidden-fields", [])),
+            "relabeling": dict(behaviour.get("relabeling", {})),
+            "placeholders": dict(behaviour.get("placeholders", {})),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        try:  # only present with the FAB provider; without it the 3.0 UI shows the standard fields only
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import StringField
+        except ImportError:
+            return {}
+        return {
+            name: StringField(lazy_gettext(field["label"]), widget=BS3TextFieldWidget())
+            for name, field in cls._form_spec().get("conn-fields", {}).items()
+        }
+
     def _settings_from(self, conn: Any, extras: dict[str, Any]) -> ApiSettings:
         return settings_from_connection(
             conn,
