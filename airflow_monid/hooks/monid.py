@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_monid._http import ApiProfile, ApiRequest, ApiResponse, build_path
+from airflow_monid._http import _NOT_RESENT, ApiProfile, ApiRequest, ApiResponse, build_path
 from airflow_monid._validation import require_json_object, require_text
-from airflow_monid.exceptions import MonidAPIError, MonidPaginationLoopError, MonidResponseError
+from airflow_monid.exceptions import (
+    MonidAPIError,
+    MonidPaginationLoopError,
+    MonidResponseError,
+    MonidUnclearSubmitError,
+)
 from airflow_monid.hooks._api_hook import ApiHook, Call
 from airflow_monid.models.monid import MonidRun, MonidRunPage
 
@@ -39,6 +44,18 @@ def _json(response: ApiResponse) -> Any:
 
 def _run(response: ApiResponse) -> MonidRun:
     return MonidRun.from_api(response.data)
+
+
+def _submitted_run(response: ApiResponse) -> MonidRun:
+    """The answer of a paid submit: one we cannot read as a run must not lead to a blind resubmit."""
+    try:
+        return MonidRun.from_api(response.data)
+    except MonidResponseError as exc:
+        raise MonidUnclearSubmitError(
+            f"Monid API POST /v1/run answered HTTP {response.status_code} "
+            f"(x-request-id: {response.request_id or 'none'}) with a body that is not a usable run: {exc} "
+            + _NOT_RESENT
+        ) from None
 
 
 class MonidHook(ApiHook):
@@ -73,7 +90,7 @@ class MonidHook(ApiHook):
         body = {"provider": provider, "endpoint": endpoint, "input": input}
         # A body with a runId is a run whatever the status: the spec mirrors provider errors (404,
         # 500, 504) and answers 408 with a TIMED_OUT run.
-        return Call(ApiRequest("POST", "/v1/run", json=body, paid=True, run_body_ok=True), _run)
+        return Call(ApiRequest("POST", "/v1/run", json=body, paid=True, run_body_ok=True), _submitted_run)
 
     @staticmethod
     def _get_run_call(run_id: str) -> Call[MonidRun]:
