@@ -58,8 +58,8 @@ class RunLedger:
             self.store.set(self.key, {**value, "delivered": True})
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -317,13 +317,25 @@ def test_from_api_rejects_what_is_not_a_run(data: Any) -> None:
     [
         {"runId": "R1", "providerResponse": "oops"},
         {"runId": "R1", "providerResponse": [200]},
-        {"runId": "R1", "provider": {"slug": "pdl"}},
-        {"runId": "R1", "stoppable": "sometimes"},
     ],
 )
 def test_from_api_wraps_shape_errors(data: Any) -> None:
     with pytest.raises(MonidResponseError, match="unexpected shape"):
         MonidRun.from_api(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"runId": "R1", "provider": {"slug": "pdl"}},
+        {"runId": "R1", "stoppable": "sometimes"},
+        {"runId": "R1", "createdAt": 1790000000},
+    ],
+)
+def test_from_api_tolerates_odd_types_of_informational_fields(data: Any) -> None:
+    """A finished run must stay readable when a field it does not need has an unexpected type."""
+    run = MonidRun.from_api(data)
+    assert run.run_id == "R1" and run.raw == data
 
 
 def test_run_keeps_unknown_fields_and_raw_json() -> None:

@@ -82,16 +82,17 @@ class MonidRun(BaseModel):
 
     run_id: str = Field(alias="runId")
     status_text: Any = Field(default=None, alias="status")
-    provider: str | None = None
-    endpoint: str | None = None
+    # Loose types on purpose: a field of an unexpected type must not make a finished run unreadable.
+    provider: Any = None
+    endpoint: Any = None
     input: Any = None
     output: Any = None
     provider_response: ProviderResponse | None = Field(default=None, alias="providerResponse")
     reason: Any = None
     error: Any = None
-    created_at: str | None = Field(default=None, alias="createdAt")
-    completed_at: str | None = Field(default=None, alias="completedAt")
-    stoppable: bool | None = None
+    created_at: Any = Field(default=None, alias="createdAt")
+    completed_at: Any = Field(default=None, alias="completedAt")
+    stoppable: Any = None
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 

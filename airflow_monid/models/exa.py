@@ -1,0 +1,271 @@
+"""Exa monitor models and the one run status vocabulary shared by sensor, trigger and operator.
+
+Two families speak different dialects: search monitors (``pending``, ``cancelled``, ``failReason``,
+``output``) and Websets monitors (``created``, ``canceled``, ``failedReason``, no output). Callers
+see one normalised :class:`ExaRunStatus`; the run's JSON is kept exactly as received.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from airflow_monid.exceptions import MonidConfigError, MonidResponseError, MonidRunError, MonidRunPermanentError
+
+log = logging.getLogger("airflow_monid.models")
+
+_warned_statuses: set[str] = set()
+
+
+class ExaMonitorType(str, Enum):
+    """Which Exa monitor API a monitor id belongs to."""
+
+    SEARCH = "search"
+    WEBSETS = "websets"
+
+    @classmethod
+    def parse(cls, value: Any) -> ExaMonitorType:
+        try:
+            return cls(value.value if isinstance(value, Enum) else str(value).strip().lower())
+        except ValueError:
+            raise MonidConfigError(f"monitor_type must be 'search' or 'websets', got {value!r}.") from None
+
+
+class ExaRunStatus(str, Enum):
+    """Run status of both families. ``UNKNOWN`` stands for any status the docs do not list."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: Any) -> ExaRunStatus:
+        """Map either family's spelling (``created``, ``canceled``) onto one vocabulary.
+
+        An unknown status counts as in progress: a new status must not end a wait as success or
+        failure. It is logged once per value, and the wait's deadline bounds it.
+        """
+        text = str(value or "").strip().lower()
+        status = _ALIASES.get(text)
+        if status is None:
+            try:
+                status = cls(text)
+            except ValueError:
+                status = cls.UNKNOWN
+        if status is cls.UNKNOWN and text not in _warned_statuses:
+            _warned_statuses.add(text)
+            log.warning("Unknown Exa monitor run status %r: treated as still in progress.", value)
+        return status
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (ExaRunStatus.COMPLETED, ExaRunStatus.FAILED, ExaRunStatus.CANCELLED)
+
+    @property
+    def is_success(self) -> bool:
+        return self is ExaRunStatus.COMPLETED
+
+
+_ALIASES = {"created": ExaRunStatus.PENDING, "canceled": ExaRunStatus.CANCELLED}
+
+# failReason values after which a new run may succeed (API.md 3.3); the set is open, so anything
+# else, including reasons Exa adds later, counts as permanent rather than paying for a blind retry.
+RETRYABLE_FAIL_REASONS = frozenset({"rate_limited", "search_unavailable", "search_failed", "internal_error"})
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An API timestamp as an aware datetime (``Z`` accepted, naive taken as UTC); ``None`` if unreadable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text[-1] in "Zz":
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class ExaMonitorRun(BaseModel):
+    """A monitor run of either family; :attr:`raw` keeps the JSON exactly as received."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str
+    monitor_id: str | None = Field(default=None, alias="monitorId")
+    status_text: Any = Field(default=None, alias="status")
+    output: Any = None
+    fail_reason: Any = Field(default=None, alias="failReason")
+    failed_reason: Any = Field(default=None, alias="failedReason")
+    run_type: str | None = Field(default=None, alias="type")
+    created_at: str | None = Field(default=None, alias="createdAt")
+    updated_at: str | None = Field(default=None, alias="updatedAt")
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, data: Any) -> ExaMonitorRun:
+        """Parse a run; anything that is not a run raises :class:`MonidResponseError`."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+            raise MonidResponseError(f"Expected an Exa monitor run (a JSON object with an id), got {_short(data)}")
+        try:
+            run = cls.model_validate(data)
+        except ValidationError as exc:
+            raise MonidResponseError(
+                f"Exa monitor run {data.get('id')!r} has an unexpected shape: {exc.errors()[:3]}"
+            ) from None
+        run._raw = data
+        return run
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        return self._raw
+
+    @property
+    def status(self) -> ExaRunStatus:
+        return ExaRunStatus.parse(self.status_text)
+
+    @property
+    def created(self) -> datetime | None:
+        return parse_time(self.created_at)
+
+    @property
+    def reason(self) -> str | None:
+        """``failReason`` (search) or ``failedReason`` (Websets), whichever the run carries."""
+        value = self.fail_reason if self.fail_reason not in (None, "") else self.failed_reason
+        return None if value in (None, "") else str(value)
+
+    def describe(self) -> str:
+        """One line for logs and errors: id, raw status and reason."""
+        text = f"run {self.id} ({self.status_text}"
+        if self.reason:
+            text += f", reason: {self.reason}"
+        return text + ")"
+
+
+class ExaMonitor(BaseModel):
+    """A monitor of either family (search: active/paused/disabled; Websets: enabled/disabled)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str
+    status: Any = None
+    name: str | None = None
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, data: Any) -> ExaMonitor:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise MonidResponseError(f"Expected an Exa monitor (a JSON object with an id), got {_short(data)}")
+        try:
+            monitor = cls.model_validate(data)
+        except ValidationError as exc:
+            raise MonidResponseError(
+                f"Exa monitor {data.get('id')!r} has an unexpected shape: {exc.errors()[:3]}"
+            ) from None
+        monitor._raw = data
+        return monitor
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        return self._raw
+
+    @property
+    def is_disabled(self) -> bool:
+        return str(self.status or "").lower() == "disabled"
+
+    @property
+    def is_paused(self) -> bool:
+        return str(self.status or "").lower() == "paused"
+
+
+class ExaPage(BaseModel):
+    """One page of a list endpoint (``{data, hasMore, nextCursor}``); ``next_cursor`` is ``None`` at the end."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data: list[Any]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_api(cls, data: Any, what: str) -> ExaPage:
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise MonidResponseError(
+                f"Expected a page of Exa {what} ({{data, hasMore, nextCursor}}), got {_short(data)}"
+            )
+        cursor = data.get("nextCursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise MonidResponseError(f"Exa {what} page has a nextCursor that is not a string: {cursor!r}")
+        # Either signal ends the listing: hasMore false, or no cursor to continue with.
+        more = bool(data.get("hasMore")) and bool(cursor)
+        return cls(data=data["data"], next_cursor=cursor if more else None)
+
+    def runs(self) -> list[ExaMonitorRun]:
+        return [ExaMonitorRun.from_api(item) for item in self.data]
+
+
+class RunWindow:
+    """Finds the oldest run in ``[after, before)`` from pages listed newest first.
+
+    :meth:`feed` returns ``True`` once the listing has gone past the window (a run older than
+    ``after``, or the run ``stop_at``), so callers stop paging instead of reading the whole history.
+
+    :param after: inclusive lower bound, or ``None``.
+    :param before: exclusive upper bound, or ``None``.
+    :param stop_at: id of a run whose older neighbours are of no interest (the successor search).
+    """
+
+    def __init__(self, after: datetime | None, before: datetime | None, stop_at: str | None = None) -> None:
+        self.after = after
+        self.before = before
+        self.stop_at = stop_at
+        self.oldest: ExaMonitorRun | None = None
+
+    def feed(self, runs: list[ExaMonitorRun]) -> bool:
+        for run in runs:
+            if self.stop_at is not None and run.id == self.stop_at:
+                return True
+            created = run.created
+            if created is None:
+                log.warning("Exa monitor run %s has no readable createdAt (%r): ignored.", run.id, run.created_at)
+                continue
+            if self.after is not None and created < self.after:
+                return True
+            if self.before is not None and created >= self.before:
+                continue
+            self.oldest = run
+        return False
+
+
+def run_outcome(run: ExaMonitorRun, label: str) -> dict[str, Any]:
+    """The run's JSON as received when it completed; otherwise the failure the status calls for.
+
+    :param label: names the monitor in messages, e.g. ``Exa search monitor mon_x``.
+    :raises MonidRunError: a failure a new run may fix (``failReason`` like ``rate_limited``).
+    :raises MonidRunPermanentError: any other failure or cancellation.
+    """
+    status = run.status
+    if not status.is_terminal:
+        raise MonidRunError(f"{label} run {run.id} is still {run.status_text!r}: no outcome yet.", run_id=run.id)
+    if status.is_success:
+        return run.raw
+    message = f"{label} run {run.id} ended {run.status_text}: {run.reason or 'no reason given'}"
+    if status is ExaRunStatus.FAILED and run.reason in RETRYABLE_FAIL_REASONS:
+        raise MonidRunError(message + " (a new run may succeed)", run_id=run.id, status=str(run.status_text))
+    raise MonidRunPermanentError(message, run_id=run.id, status=str(run.status_text))
+
+
+def _short(data: Any) -> str:
+    text = repr(data)
+    return text if len(text) <= 200 else text[:200] + "..."
