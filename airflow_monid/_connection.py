@@ -118,7 +118,9 @@ def settings_from_connection(
         profile=profile,
         base_url=base_url,
         api_key=api_key,
-        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        # pool=None: with thousands of triggers sharing one pooled client, waiting for a free
+        # connection is queueing, not a failure; the caller's deadline bounds it.
+        timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=None),
         retry=retry,
         verify=verify,
         user_agent=USER_AGENT,

@@ -307,6 +307,12 @@ _sync_clients: dict[tuple[str, str], httpx.Client] = {}
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], httpx.AsyncClient]]
 _async_clients = weakref.WeakKeyDictionary()
 _pool_lock = threading.Lock()
+# httpcore assigns queued requests to connections in O(queued x connections) per event, so 10,000
+# triggers queueing inside one pool would spend their time there. A semaphore per pooled client keeps
+# at most MAX_CONNECTIONS requests inside httpcore; the rest wait on the semaphore, which is O(1).
+MAX_CONNECTIONS = 20
+_async_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Semaphore]]
+_async_gates = weakref.WeakKeyDictionary()
 
 
 def _verify(settings: ApiSettings) -> ssl.SSLContext | bool:
@@ -329,7 +335,9 @@ def _verify(settings: ApiSettings) -> ssl.SSLContext | bool:
 
 
 def _limits() -> httpx.Limits:
-    return httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    # A few keep-alive connections serve thousands of polls; beyond that, requests queue in the pool
+    # (no pool timeout) rather than open ever more sockets against one API.
+    return httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
 
 
 def sync_client(settings: ApiSettings) -> httpx.Client:
@@ -355,6 +363,16 @@ def async_client(settings: ApiSettings) -> httpx.AsyncClient:
     if client is None or client.is_closed:
         client = per_loop[key] = httpx.AsyncClient(verify=_verify(settings), limits=_limits())
     return client
+
+
+def _async_gate(settings: ApiSettings) -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gates = _async_gates.setdefault(loop, {})
+    key = (settings.base_url, str(settings.verify))
+    gate = gates.get(key)
+    if gate is None:
+        gate = gates[key] = asyncio.Semaphore(MAX_CONNECTIONS)
+    return gate
 
 
 def pool_size() -> tuple[int, int]:
@@ -385,10 +403,12 @@ async def asend(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
     attempt = _Attempt(settings, request)
     kwargs = _build(settings, request)
     client = async_client(settings)
+    gate = _async_gate(settings)
     while True:
         attempt.begin()
         try:
-            response = await client.request(**kwargs)
+            async with gate:
+                response = await client.request(**kwargs)
             outcome = attempt.on_response(response)
         except httpx.HTTPError as exc:
             outcome = attempt.on_error(exc)

@@ -82,6 +82,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     emulator: Emulator
+    # The default listen backlog (5) drops SYNs when hundreds of triggers connect at once.
+    request_queue_size = 1024
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), which can stall start-up for seconds.

@@ -73,3 +73,5 @@ for mode in ("deferrable", "poll"):
                     retry_delay=timedelta(0),
                 )
             globals()[dag.dag_id] = dag
+
+del dag  # each DAG is reachable once, under its own id

@@ -1,0 +1,270 @@
+"""Wait for an Exa monitor run (search or Websets), by id or by creation time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_monid._validation import require_text
+from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError, MonidPermanentError
+from airflow_monid.hooks.exa import ExaHook
+from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time, run_outcome
+from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral
+from airflow_monid.triggers.exa import ExaMonitorRunTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def to_utc(value: Any, name: str) -> datetime | None:
+    """A templated bound as an aware datetime: datetimes or ISO 8601 strings (``Z`` accepted), naive = UTC.
+
+    ``None``, ``""`` and ``"None"`` (what ``{{ data_interval_start }}`` renders to when unset) mean unset.
+    """
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    parsed = parse_time(value)
+    if parsed is None:
+        raise MonidConfigError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")
+    return parsed.astimezone(timezone.utc)
+
+
+def default_window(context: Any) -> tuple[datetime | None, datetime | None]:
+    """The DAG run's data interval when it is non-empty; otherwise from ``run_after`` with no upper bound.
+
+    A manual run has an empty interval, so it waits for the monitor's next run.
+    """
+    dag_run = context.get("dag_run")
+    start = context.get("data_interval_start") or getattr(dag_run, "data_interval_start", None)
+    end = context.get("data_interval_end") or getattr(dag_run, "data_interval_end", None)
+    start, end = to_utc(start, "data_interval_start"), to_utc(end, "data_interval_end")
+    if start is not None and end is not None and end > start:
+        return start, end
+    return start or to_utc(getattr(dag_run, "run_after", None), "run_after"), None
+
+
+def check_monitor(hook: ExaHook, monitor_id: str, monitor_type: str, log: Any) -> None:
+    """Fail at once on a monitor that will never produce the awaited run; warn on a paused one.
+
+    :raises MonidPermanentError: the monitor does not exist (404), is disabled, or the key is refused.
+    """
+    label = f"Exa {monitor_type} monitor {monitor_id}"
+    try:
+        monitor = hook.get_monitor(monitor_id, monitor_type)
+    except MonidAPIError as exc:
+        if exc.status_code == 404:
+            raise MonidPermanentError(f"{label} does not exist: {exc}") from None
+        if exc.is_permanent:
+            raise MonidPermanentError(str(exc)) from None
+        log.warning("Could not check %s (%s); waiting anyway.", label, exc)
+        return
+    except MonidPermanentError:
+        raise
+    except MonidError as exc:
+        log.warning("Could not check %s (%s); waiting anyway.", label, exc)
+        return
+    if monitor.is_disabled:
+        raise MonidPermanentError(
+            f"{label} is disabled, so no run will come (Exa disables a monitor after repeated authentication "
+            "failures); re-enable it in Exa, then clear this task."
+        )
+    if monitor.is_paused:
+        log.warning("%s is paused: it has no scheduled runs, only manually triggered ones.", label)
+
+
+class ExaMonitorRunSensor(BaseSensorOperator):
+    """Wait until an Exa monitor run is terminal; succeed when it completed.
+
+    With ``run_id`` it waits for that run. Without, it selects the oldest run created in
+    ``[created_after, created_before)`` (by default the DAG run's data interval; a manual run,
+    whose interval is empty, waits for the monitor's next run). A run cancelled because a newer run
+    replaced it is followed to that run. The return value is the run's JSON as Exa sent it.
+
+    :param monitor_id: the monitor (templated).
+    :param run_id: a specific run to wait for (templated).
+    :param monitor_type: ``search`` (Exa Monitors API) or ``websets`` (Websets monitors).
+    :param created_after: inclusive lower bound of the run's ``createdAt`` (templated; datetime or
+        ISO string, naive = UTC). Default: ``data_interval_start``, else ``dag_run.run_after``.
+    :param created_before: exclusive upper bound (templated). Default: ``data_interval_end`` when
+        the interval is non-empty, else none.
+    :param exa_conn_id: connection of type ``exa``.
+    :param search_monitors_path: ``/monitors`` or ``/search-monitors``; default from the connection.
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    """
+
+    template_fields: Sequence[str] = ("monitor_id", "run_id", "created_after", "created_before", "exa_conn_id")
+    ui_color = "#eef6ea"
+
+    def __init__(
+        self,
+        *,
+        monitor_id: str,
+        run_id: str | None = None,
+        monitor_type: str = "search",
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        exa_conn_id: str = ExaHook.default_conn_name,
+        search_monitors_path: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.monitor_id = monitor_id
+        self.run_id = run_id
+        self.monitor_type = ExaMonitorType.parse(monitor_type).value
+        self.created_after = created_after
+        self.created_before = created_before
+        self.exa_conn_id = exa_conn_id
+        self.search_monitors_path = search_monitors_path
+        self.deferrable = deferrable
+        self._followed: str | None = None  # the run selected or followed so far, within one process
+
+    @property
+    def _label(self) -> str:
+        return f"Exa {self.monitor_type} monitor {self.monitor_id}"
+
+    def _hook(self) -> ExaHook:
+        return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
+
+    def _fail(self, message: str) -> NoReturn:
+        if self.soft_fail:
+            raise AirflowSkipException(message)
+        raise AirflowFailException(message)
+
+    def _window(self, context: Context) -> tuple[datetime | None, datetime | None]:
+        after, before = to_utc(self.created_after, "created_after"), to_utc(self.created_before, "created_before")
+        if after is None or (before is None and self.created_before in (None, "", "None")):
+            default_after, default_before = default_window(context)
+            after = after or default_after or datetime.now(timezone.utc)
+            before = before or default_before
+        if before is not None and after >= before:
+            raise MonidConfigError(f"created_after ({after}) must be earlier than created_before ({before}).")
+        return after, before
+
+    def _check(self, hook: ExaHook) -> None:
+        try:
+            check_monitor(hook, self.monitor_id, self.monitor_type, self.log)
+        except MonidPermanentError as exc:
+            self._fail(str(exc))
+
+    def _current_run(self, hook: ExaHook, context: Context) -> ExaMonitorRun | None:
+        run_id = self._followed or self.run_id
+        if not run_id:
+            after, before = self._window(context)
+            found = hook.find_run(self.monitor_id, self.monitor_type, after, before)
+            if found is None:
+                self.log.info("%s has no run created in [%s, %s) yet.", self._label, after, before or "no bound")
+                return None
+            self.log.info("%s: selected %s, the oldest run in the window.", self._label, found.describe())
+            run_id = found.id
+        run = hook.get_run(self.monitor_id, run_id, self.monitor_type)
+        run = hook.follow_replacement(self.monitor_id, run, self.monitor_type)
+        self._followed = run.id
+        return run
+
+    def _outcome(self, context: Context, run: ExaMonitorRun) -> dict[str, Any]:
+        context["ti"].xcom_push(key="run_id", value=run.id)
+        try:
+            return run_outcome(run, self._label)
+        except MonidError as exc:
+            self._fail(str(exc))
+
+    def execute(self, context: Context) -> Any:
+        require_text(self.monitor_id, "monitor_id")
+        self._followed = None
+        hook = self._hook()
+        if self.run_id:
+            self.log.info("Waiting for %s run %s.", self._label, self.run_id)
+        else:
+            after, before = self._window(context)
+            self.log.info(
+                "Waiting for the oldest %s run created in [%s, %s).", self._label, after, before or "no bound"
+            )
+        self._check(hook)
+        if not self.deferrable:
+            return super().execute(context)
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        self._defer(hook, context, time.time() + float(self.timeout))
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        hook = self._hook()
+        try:
+            run = self._current_run(hook, context)
+        except MonidAPIError as exc:
+            if exc.is_permanent:
+                self._fail(str(exc))
+            self.log.warning("Checking %s failed (%s); will check again.", self._label, exc)
+            return False
+        except MonidPermanentError as exc:
+            self._fail(str(exc))
+        except MonidError as exc:
+            self.log.warning("Checking %s failed (%s); will check again.", self._label, exc)
+            return False
+        if run is None:
+            return False
+        if not run.status.is_terminal:
+            self.log.info("%s run %s is %s.", self._label, run.id, run.status_text)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._outcome(context, run))
+
+    def _defer(self, hook: ExaHook, context: Context, end_time: float) -> NoReturn:
+        run_id = self._followed or self.run_id or None
+        after, before = (None, None) if run_id else self._window(context)
+        remember_deferral(context)
+        self.defer(
+            trigger=ExaMonitorRunTrigger(
+                monitor_id=self.monitor_id,
+                exa_conn_id=self.exa_conn_id,
+                poll_interval=float(self.poke_interval),
+                end_time=end_time,
+                monitor_type=self.monitor_type,
+                run_id=run_id,
+                created_after=after.isoformat() if after else None,
+                created_before=before.isoformat() if before else None,
+                search_monitors_path=hook.prefix("search") if self.monitor_type == "search" else None,
+            ),
+            method_name="execute_complete",
+            kwargs={"end_time": end_time},
+            # The trigger carries the absolute deadline and emits "timeout", so both modes end in
+            # AirflowSensorTimeout (or a skip with soft_fail) on every Airflow 3 version.
+            timeout=None,
+        )
+
+    def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
+        if is_stale_resume(context):  # Airflow 3.0 hands a retry the previous try's event
+            self.log.warning("Resumed with the event of an earlier try: starting afresh.")
+            return self.execute(context)
+        parsed = parse_event(event)
+        if parsed.status == "timeout":
+            what = f"run {parsed.run_id} was not terminal" if parsed.run_id else "no run was created in the window"
+            message = f"Sensor timed out after {self.timeout:.0f} s: {self._label} {what}."
+            if self.soft_fail:
+                raise AirflowSkipException(message)
+            raise AirflowSensorTimeout(message)
+        hook = self._hook()
+        self._check(hook)  # a monitor that died during the wait says so, rather than a bare error
+        if parsed.status == "error":
+            self._fail(f"Waiting for {self._label} failed: {parsed.message}")
+        run = hook.get_run(self.monitor_id, parsed.run_id, self.monitor_type)
+        run = hook.follow_replacement(self.monitor_id, run, self.monitor_type)
+        if not run.status.is_terminal:
+            # A newer run replaced the one the trigger saw end: keep waiting for it, same deadline.
+            if end_time is not None and time.time() < end_time:
+                self._followed = run.id
+                self._defer(hook, context, end_time)
+            self._fail(f"{self._label} run {run.id} was reported terminal but is now {run.status_text!r}.")
+        return self._outcome(context, run)
