@@ -314,7 +314,7 @@ def test_paid_submit_never_resent_when_it_may_have_arrived(
 @pytest.mark.parametrize(
     ("status", "body"),
     [
-        (200, {"runId": "01R", "status": "COMPLETED", "createdAt": 1_785_000_000}),
+        (200, {"runId": "01R", "status": "COMPLETED", "providerResponse": [200]}),
         (202, {"runId": "01R", "providerResponse": "accepted"}),
         (500, {"runId": 12345, "status": "FAILED"}),
     ],
