@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from airflow_monid.exceptions import MonidRunPermanentError
 from airflow_monid.hooks.monid import MonidHook
+from airflow_monid.models._base import parse_time
 from airflow_monid.models.monid import MonidRun
 
 log = logging.getLogger("airflow_monid.exactly_once")
@@ -58,16 +59,6 @@ class RunLedger:
             self.store.set(self.key, {**value, "delivered": True})
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def find_matching_runs(
     hook: MonidHook, provider: str, endpoint: str, input: dict[str, Any], since: datetime | None
 ) -> list[MonidRun]:
@@ -79,7 +70,7 @@ def find_matching_runs(
     """
     matches: list[MonidRun] = []
     for item in hook.iter_runs(page_size=RECONCILE_LIMIT, max_items=RECONCILE_LIMIT):
-        created = _parse_time(item.created_at)
+        created = parse_time(item.created_at)
         if since is not None and created is not None and created < since:
             break
         if item.provider != provider or item.endpoint != endpoint:

@@ -8,13 +8,14 @@ see one normalised :class:`ExaRunStatus`; the run's JSON is kept exactly as rece
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_monid.exceptions import MonidConfigError, MonidResponseError, MonidRunError, MonidRunPermanentError
+from airflow_monid.models._base import RawModel, parse_time, short
 
 log = logging.getLogger("airflow_monid.models")
 
@@ -80,56 +81,20 @@ _ALIASES = {"created": ExaRunStatus.PENDING, "canceled": ExaRunStatus.CANCELLED}
 RETRYABLE_FAIL_REASONS = frozenset({"rate_limited", "search_unavailable", "search_failed", "internal_error"})
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An API timestamp as an aware datetime (``Z`` accepted, naive taken as UTC); ``None`` if unreadable."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text[-1] in "Zz":
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-class ExaMonitorRun(BaseModel):
+class ExaMonitorRun(RawModel):
     """A monitor run of either family; :attr:`raw` keeps the JSON exactly as received."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    label = "an Exa monitor run"
 
     id: str
-    monitor_id: str | None = Field(default=None, alias="monitorId")
+    monitor_id: Any = Field(default=None, alias="monitorId")
     status_text: Any = Field(default=None, alias="status")
     output: Any = None
     fail_reason: Any = Field(default=None, alias="failReason")
     failed_reason: Any = Field(default=None, alias="failedReason")
-    run_type: str | None = Field(default=None, alias="type")
-    created_at: str | None = Field(default=None, alias="createdAt")
-    updated_at: str | None = Field(default=None, alias="updatedAt")
-
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @classmethod
-    def from_api(cls, data: Any) -> ExaMonitorRun:
-        """Parse a run; anything that is not a run raises :class:`MonidResponseError`."""
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
-            raise MonidResponseError(f"Expected an Exa monitor run (a JSON object with an id), got {_short(data)}")
-        try:
-            run = cls.model_validate(data)
-        except ValidationError as exc:
-            raise MonidResponseError(
-                f"Exa monitor run {data.get('id')!r} has an unexpected shape: {exc.errors()[:3]}"
-            ) from None
-        run._raw = data
-        return run
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        return self._raw
+    run_type: Any = Field(default=None, alias="type")
+    created_at: Any = Field(default=None, alias="createdAt")
+    updated_at: Any = Field(default=None, alias="updatedAt")
 
     @property
     def status(self) -> ExaRunStatus:
@@ -153,33 +118,14 @@ class ExaMonitorRun(BaseModel):
         return text + ")"
 
 
-class ExaMonitor(BaseModel):
+class ExaMonitor(RawModel):
     """A monitor of either family (search: active/paused/disabled; Websets: enabled/disabled)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    label = "an Exa monitor"
 
     id: str
     status: Any = None
     name: str | None = None
-
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @classmethod
-    def from_api(cls, data: Any) -> ExaMonitor:
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise MonidResponseError(f"Expected an Exa monitor (a JSON object with an id), got {_short(data)}")
-        try:
-            monitor = cls.model_validate(data)
-        except ValidationError as exc:
-            raise MonidResponseError(
-                f"Exa monitor {data.get('id')!r} has an unexpected shape: {exc.errors()[:3]}"
-            ) from None
-        monitor._raw = data
-        return monitor
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        return self._raw
 
     @property
     def is_disabled(self) -> bool:
@@ -202,7 +148,7 @@ class ExaPage(BaseModel):
     def from_api(cls, data: Any, what: str) -> ExaPage:
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise MonidResponseError(
-                f"Expected a page of Exa {what} ({{data, hasMore, nextCursor}}), got {_short(data)}"
+                f"Expected a page of Exa {what} ({{data, hasMore, nextCursor}}), got {short(data)}"
             )
         cursor = data.get("nextCursor")
         if cursor is not None and not isinstance(cursor, str):
@@ -264,8 +210,3 @@ def run_outcome(run: ExaMonitorRun, label: str) -> dict[str, Any]:
     if status is ExaRunStatus.FAILED and run.reason in RETRYABLE_FAIL_REASONS:
         raise MonidRunError(message + " (a new run may succeed)", run_id=run.id, status=str(run.status_text))
     raise MonidRunPermanentError(message, run_id=run.id, status=str(run.status_text))
-
-
-def _short(data: Any) -> str:
-    text = repr(data)
-    return text if len(text) <= 200 else text[:200] + "..."

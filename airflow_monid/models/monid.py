@@ -6,9 +6,10 @@ import logging
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_monid.exceptions import MonidResponseError
+from airflow_monid.models._base import RawModel, short
 
 log = logging.getLogger("airflow_monid.models")
 
@@ -75,10 +76,11 @@ class ProviderResponse(BaseModel):
     error: Any = None
 
 
-class MonidRun(BaseModel):
+class MonidRun(RawModel):
     """A run as the API returned it; :attr:`raw` keeps the JSON exactly as received."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id_key = "runId"
+    label = "a Monid run"
 
     run_id: str = Field(alias="runId")
     status_text: Any = Field(default=None, alias="status")
@@ -93,26 +95,6 @@ class MonidRun(BaseModel):
     created_at: Any = Field(default=None, alias="createdAt")
     completed_at: Any = Field(default=None, alias="completedAt")
     stoppable: Any = None
-
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @classmethod
-    def from_api(cls, data: Any) -> MonidRun:
-        """Parse a run; anything that is not a run raises :class:`MonidResponseError`."""
-        if not isinstance(data, dict) or not isinstance(data.get("runId"), str) or not data["runId"]:
-            raise MonidResponseError(f"Expected a Monid run (a JSON object with a runId), got {_short(data)}")
-        try:
-            run = cls.model_validate(data)
-        except ValidationError as exc:
-            raise MonidResponseError(
-                f"Monid run {data.get('runId')!r} has an unexpected shape: {exc.errors()[:3]}"
-            ) from None
-        run._raw = data
-        return run
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        return self._raw
 
     @property
     def status(self) -> MonidRunStatus:
@@ -134,13 +116,8 @@ class MonidRunPage(BaseModel):
     @classmethod
     def from_api(cls, data: Any) -> MonidRunPage:
         if not isinstance(data, dict) or not isinstance(data.get("items", []), list):
-            raise MonidResponseError(f"Expected a page of Monid runs ({{items, cursor}}), got {_short(data)}")
+            raise MonidResponseError(f"Expected a page of Monid runs ({{items, cursor}}), got {short(data)}")
         cursor = data.get("cursor")
         if cursor is not None and not isinstance(cursor, str):
             raise MonidResponseError(f"Monid runs page has a cursor that is not a string: {cursor!r}")
         return cls(items=[MonidRun.from_api(item) for item in data.get("items") or []], cursor=cursor or None)
-
-
-def _short(data: Any) -> str:
-    text = repr(data)
-    return text if len(text) <= 200 else text[:200] + "..."
