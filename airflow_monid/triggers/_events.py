@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -45,6 +46,20 @@ def parse_event(event: Any, expected_run_id: str | None = None) -> RunEvent:
 
 
 DEFERRED_TRY_KEY = "deferred_try"
+T = TypeVar("T")
+
+
+async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await with a time limit without ever swallowing a cancellation.
+
+    On Python < 3.12, ``asyncio.wait_for`` can swallow the task's cancellation when the awaited call
+    finishes at the same moment, and a triggerer's cancel (restart, user kill) would then be ignored;
+    ``asyncio.timeout`` (3.11+) does not.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
 def try_number_of(context: Any) -> int:
@@ -89,7 +104,7 @@ async def poll_until_terminal(
         # The check comes before the deadline test, so the run is looked at once more at the deadline.
         wait = poll_interval
         try:
-            result = await asyncio.wait_for(fetch(), timeout=max(end_time - time.time(), 5.0))
+            result = await bounded(fetch(), max(end_time - time.time(), 5.0))
         except (MonidConfigError, MonidAPIError) as exc:
             if isinstance(exc, MonidConfigError) or exc.is_permanent:
                 return RunEvent(status="error", run_id=run_id, message=str(exc)).model_dump()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +10,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
-from airflow_monid.triggers._events import poll_until_terminal
+from airflow_monid.triggers._events import bounded, poll_until_terminal
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class MonidRunTrigger(BaseTrigger):
         if not self.stop_on_kill:
             return
         try:
-            result = await asyncio.wait_for(self._hook().astop_run(self.run_id), timeout=_ON_KILL_BUDGET)
+            result = await bounded(self._hook().astop_run(self.run_id), _ON_KILL_BUDGET)
         except Exception as exc:  # best effort: the task is going away anyway
             log.warning("Could not stop Monid run %s on kill: %s", self.run_id, exc)
             return

@@ -3,9 +3,14 @@
 - ``airflow_cluster`` (session): api-server + scheduler + dag-processor + triggerer on SQLite with
   LocalExecutor, in a temporary AIRFLOW_HOME. Tests that use it must carry
   ``@pytest.mark.integration`` (enforced in ``pytest_runtest_setup`` below).
+- ``integration_emulator`` (session) / ``cluster_emulator`` (function, reset before and after the
+  test): the Monid/Exa emulator the cluster talks to, on one port for the whole session, expecting
+  the distinctive keys ``MONID_KEY`` / ``EXA_KEY`` (tests/_support.py).
 - ``integration_connections`` / ``integration_env`` (session): what the cluster's processes get as
-  ``AIRFLOW_CONN_*`` and extra environment. Defaults are empty; see the comment on each.
-- ``ui_browser`` (session) / ``ui_page`` (function): headless system Chromium via Playwright.
+  ``AIRFLOW_CONN_*`` and extra environment. Connections default to ``monid_default`` and
+  ``exa_default`` pointing at the emulator; ``integration_env`` defaults to empty.
+- ``trigger_row_reader`` (session): decrypted ``trigger`` rows in milliseconds (provider_support.py).
+- ``ui_browser`` (module) / ``ui_page`` (function): headless system Chromium via Playwright.
 
 Skip rule: when the airflow CLI, Playwright or Chromium is missing the tests are skipped with the
 reason shown in the terminal summary, unless ``CI=true``, in which case they fail.
@@ -26,8 +31,10 @@ from typing import Any
 
 import pytest
 
+from tests._support import EXA_KEY, FAST_EXTRAS, MONID_KEY
 from tests.integration.browser import browser_unavailable_reason
 from tests.integration.cluster import REPO_ROOT, AirflowCluster, ClusterError, airflow_cli
+from tests.integration.provider_support import ClusterEmulator, TriggerRowReader
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
@@ -98,11 +105,32 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
-def integration_connections() -> Mapping[str, Any]:
+def integration_emulator() -> Iterator[ClusterEmulator]:
+    """The Monid/Exa emulator every cluster process talks to: one server for the whole session (its
+    port is baked into the cluster's connections), expecting the distinctive keys MONID_KEY and
+    EXA_KEY that the leak scan looks for. Tests get it reset through ``cluster_emulator``."""
+    emu = ClusterEmulator(monid_api_key=MONID_KEY, exa_api_key=EXA_KEY).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def cluster_emulator(integration_emulator: ClusterEmulator) -> Iterator[ClusterEmulator]:
+    """The session emulator, reset before and after the test (it keeps running on the same port)."""
+    integration_emulator.reset()
+    yield integration_emulator
+    integration_emulator.reset()
+
+
+@pytest.fixture(scope="session")
+def integration_connections(integration_emulator: ClusterEmulator) -> Mapping[str, Any]:
     """Connections given to every cluster process as ``AIRFLOW_CONN_<ID>`` env vars.
 
-    DEFAULT: none. Other test modules are expected to provide the real ones (for example pointing at
-    the emulator). Return ``{conn_id: value}`` where value is a dict (sent as the JSON form, e.g.
+    DEFAULT: ``monid_default`` and ``exa_default`` pointing at the session emulator with the
+    distinctive keys, fast retry bounds (tests/_support.FAST_EXTRAS) and a realistic read timeout.
+    Return ``{conn_id: value}`` where value is a dict (sent as the JSON form, e.g.
     ``{"conn_type": "monid", "host": "http://127.0.0.1:PORT", "password": "...", "extra": {...}}``)
     or a string (JSON or URI). Keys already spelled ``AIRFLOW_CONN_X`` are used as they are.
 
@@ -111,7 +139,12 @@ def integration_connections() -> Mapping[str, Any]:
     ``airflow_cluster`` is built with it), or replace this default here. Note the cluster is
     session-scoped: the first test that requests it decides its connections.
     """
-    return {}
+    extra = {**FAST_EXTRAS, "timeout": 10}
+    url = integration_emulator.url
+    return {
+        "monid_default": {"conn_type": "monid", "host": url, "password": MONID_KEY, "extra": extra},
+        "exa_default": {"conn_type": "exa", "host": url, "password": EXA_KEY, "extra": extra},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -175,6 +208,16 @@ def airflow_cluster(
             _CLUSTER_INFO["logs copied to"] = str(_save_logs(cluster, "failure"))
 
 
+@pytest.fixture(scope="session")
+def trigger_row_reader(airflow_cluster: AirflowCluster) -> Iterator[TriggerRowReader]:
+    """Fast reader of the decrypted ``trigger`` rows (one long-lived interpreter; see provider_support)."""
+    reader = TriggerRowReader(airflow_cluster)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
 def _save_logs(cluster: AirflowCluster, label: str) -> Path:
     """Copy every log under AIRFLOW_HOME to test-artifacts/integration-logs/<time>-<label>/."""
     dest = ARTIFACTS / "integration-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{label}"
@@ -185,8 +228,11 @@ def _save_logs(cluster: AirflowCluster, label: str) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_browser() -> Iterator[Any]:
+    """Headless Chromium, one per test module. Not session-wide: while Playwright's sync API is
+    running, the main thread has a running asyncio loop, so ``asyncio.run()`` (e.g. ``dag.test()``
+    running a trigger inline) fails in every later test of the same pytest process."""
     reason = browser_unavailable_reason()
     if reason:
         skip_or_fail(reason)
