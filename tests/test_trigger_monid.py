@@ -17,11 +17,11 @@ from airflow_monid import _http
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.testing.emulator import Emulator
 from airflow_monid.triggers._events import parse_event
-from airflow_monid.triggers.monid import MonidRunTrigger
+from airflow_monid.triggers.monid import MonidRunSensorTrigger, MonidRunTrigger
 from tests._support import MONID_KEY, monid_conn
 
 TWEETS = ("apify", "/apidojo/tweet-scraper")
-KWARGS = {"run_id", "monid_conn_id", "poll_interval", "end_time", "stop_on_kill"}
+KWARGS = {"run_id", "monid_conn_id", "poll_interval", "end_time"}
 
 
 def conn_for(monkeypatch: pytest.MonkeyPatch, url: str, key: str | None = MONID_KEY, **extras: Any) -> str:
@@ -80,7 +80,6 @@ async def test_kwargs_are_plain_values_without_the_key(connections: Emulator) ->
         "monid_conn_id": "monid_default",
         "poll_interval": 5.0,
         "end_time": 1_900_000_000.0,
-        "stop_on_kill": True,
     }
     assert isinstance(kwargs["end_time"], float) and isinstance(kwargs["poll_interval"], float)
     assert json.loads(json.dumps(kwargs)) == kwargs
@@ -90,9 +89,10 @@ async def test_kwargs_are_plain_values_without_the_key(connections: Emulator) ->
     assert run_id in repr(trigger)
 
 
-def test_stop_on_kill_false_survives_serialisation() -> None:
-    _, kwargs = MonidRunTrigger("R1", "c", poll_interval=1, end_time=2, stop_on_kill=False).serialize()
-    assert kwargs["stop_on_kill"] is False
+def test_sensor_trigger_serialises_to_its_own_class() -> None:
+    classpath, kwargs = MonidRunSensorTrigger("R1", "c", poll_interval=1, end_time=2).serialize()
+    assert classpath == "airflow_monid.triggers.monid.MonidRunSensorTrigger"
+    assert set(kwargs) == KWARGS
 
 
 # ----- events --------------------------------------------------------------------------------------
@@ -213,9 +213,9 @@ async def test_on_kill_stops_the_run_and_run_itself_only_gets(connections: Emula
     assert emu.monid.get_run(run_id)["status"] == "STOPPING"
 
 
-async def test_on_kill_without_stop_on_kill_sends_nothing(connections: Emulator) -> None:
+async def test_sensor_trigger_on_kill_sends_nothing(connections: Emulator) -> None:
     run_id = connections.monid.add_run(status="RUNNING")["runId"]
-    await trigger_for(run_id, stop_on_kill=False).on_kill()
+    await MonidRunSensorTrigger(run_id, "monid_default", poll_interval=1, end_time=time.time() + 30).on_kill()
     assert connections.requests() == []
     assert connections.monid.get_run(run_id)["status"] == "RUNNING"
 

@@ -21,7 +21,7 @@ from airflow_monid.exceptions import MonidAPIError, MonidError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
 from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral
-from airflow_monid.triggers.monid import MonidRunTrigger
+from airflow_monid.triggers.monid import MonidRunSensorTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -87,12 +87,11 @@ class MonidRunSensor(BaseSensorOperator):
             return result.xcom_value
         remember_deferral(context)
         self.defer(
-            trigger=MonidRunTrigger(
+            trigger=MonidRunSensorTrigger(
                 run_id=run_id,
                 monid_conn_id=self.monid_conn_id,
                 poll_interval=float(self.poke_interval),
                 end_time=time.time() + float(self.timeout),
-                stop_on_kill=False,
             ),
             method_name="execute_complete",
             timeout=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -28,9 +28,10 @@ class MonidRunTrigger(BaseTrigger):
     :param monid_conn_id: Airflow connection id of type ``monid``.
     :param poll_interval: seconds between polls.
     :param end_time: absolute deadline, epoch seconds (survives triggerer restarts).
-    :param stop_on_kill: stop the run when a user kills the deferred task (Airflow 3.3+); sensors,
-        which do not own the run, pass ``False``.
     """
+
+    #: The operator's run is its own: a user killing the deferred task (Airflow 3.3+) stops it.
+    owns_run: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -38,14 +39,12 @@ class MonidRunTrigger(BaseTrigger):
         monid_conn_id: str,
         poll_interval: float,
         end_time: float,
-        stop_on_kill: bool = True,
     ) -> None:
         super().__init__()
         self.run_id = run_id
         self.monid_conn_id = monid_conn_id
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
-        self.stop_on_kill = stop_on_kill
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -55,7 +54,6 @@ class MonidRunTrigger(BaseTrigger):
                 "monid_conn_id": self.monid_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
-                "stop_on_kill": self.stop_on_kill,
             },
         )
 
@@ -89,7 +87,7 @@ class MonidRunTrigger(BaseTrigger):
         Only user actions call this; ``cleanup()`` and ``CancelledError`` also fire on every
         triggerer restart, so the run is never stopped from there.
         """
-        if not self.stop_on_kill:
+        if not self.owns_run:
             return
         try:
             result = await bounded(self._hook().astop_run(self.run_id), _ON_KILL_BUDGET)
@@ -97,3 +95,10 @@ class MonidRunTrigger(BaseTrigger):
             log.warning("Could not stop Monid run %s on kill: %s", self.run_id, exc)
             return
         log.info("Stop requested for Monid run %s on user kill: %s", self.run_id, result or "already terminal")
+
+
+class MonidRunSensorTrigger(MonidRunTrigger):
+    """The same wait for :class:`~airflow_monid.sensors.monid.MonidRunSensor`, which does not own the
+    run: a user killing the sensor leaves the run alone."""
+
+    owns_run = False
