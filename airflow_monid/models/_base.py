@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 from typing_extensions import Self
@@ -25,6 +28,31 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+E = TypeVar("E", bound=Enum)
+_warned_statuses: set[tuple[str, str]] = set()
+log = logging.getLogger("airflow_monid.models")
+
+
+def parse_status(enum: type[E], value: Any, *, upper: bool, aliases: Mapping[str, E], api: str) -> E:
+    """Map an API status onto ``enum``; an unknown status maps to ``enum.UNKNOWN``.
+
+    Unknown counts as in progress everywhere: a new status must not end a wait as success or failure.
+    It is logged once per value, and the wait's deadline bounds it.
+    """
+    text = str(value or "").strip()
+    text = text.upper() if upper else text.lower()
+    status = aliases.get(text)
+    if status is None:
+        try:
+            status = enum(text)
+        except ValueError:
+            status = enum["UNKNOWN"]
+    if status.name == "UNKNOWN" and (api, text) not in _warned_statuses:
+        _warned_statuses.add((api, text))
+        log.warning("Unknown %s status %r: treated as still in progress.", api, value)
+    return status
 
 
 def short(data: Any) -> str:

@@ -15,11 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_monid.exceptions import MonidConfigError, MonidResponseError, MonidRunError, MonidRunPermanentError
-from airflow_monid.models._base import RawModel, parse_time, short
+from airflow_monid.models._base import RawModel, parse_status, parse_time, short
 
 log = logging.getLogger("airflow_monid.models")
-
-_warned_statuses: set[str] = set()
 
 
 class ExaMonitorType(str, Enum):
@@ -48,22 +46,8 @@ class ExaRunStatus(str, Enum):
 
     @classmethod
     def parse(cls, value: Any) -> ExaRunStatus:
-        """Map either family's spelling (``created``, ``canceled``) onto one vocabulary.
-
-        An unknown status counts as in progress: a new status must not end a wait as success or
-        failure. It is logged once per value, and the wait's deadline bounds it.
-        """
-        text = str(value or "").strip().lower()
-        status = _ALIASES.get(text)
-        if status is None:
-            try:
-                status = cls(text)
-            except ValueError:
-                status = cls.UNKNOWN
-        if status is cls.UNKNOWN and text not in _warned_statuses:
-            _warned_statuses.add(text)
-            log.warning("Unknown Exa monitor run status %r: treated as still in progress.", value)
-        return status
+        """Map either family's spelling (``created``, ``canceled``) onto one vocabulary; unknown → ``UNKNOWN``."""
+        return parse_status(cls, value, upper=False, aliases=_ALIASES, api="Exa monitor run")
 
     @property
     def is_terminal(self) -> bool:

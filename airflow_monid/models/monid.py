@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_monid.exceptions import MonidResponseError
-from airflow_monid.models._base import RawModel, short
-
-log = logging.getLogger("airflow_monid.models")
-
-_warned_statuses: set[str] = set()
+from airflow_monid.models._base import RawModel, parse_status, short
 
 
 class MonidRunStatus(str, Enum):
@@ -31,22 +26,8 @@ class MonidRunStatus(str, Enum):
 
     @classmethod
     def parse(cls, value: Any) -> MonidRunStatus:
-        """Map an API status string; ``TIME_OUT`` (CLI spelling) is ``TIMED_OUT``.
-
-        An unknown status counts as in progress (a new status must not end a wait as success or
-        failure); it is logged once per value, and the wait's deadline bounds it.
-        """
-        text = str(value or "").strip().upper()
-        if text == "TIME_OUT":
-            return cls.TIMED_OUT
-        try:
-            status = cls(text)
-        except ValueError:
-            status = cls.UNKNOWN
-        if status is cls.UNKNOWN and text not in _warned_statuses:
-            _warned_statuses.add(text)
-            log.warning("Unknown Monid run status %r: treated as still in progress.", value)
-        return status
+        """Map an API status string (``TIME_OUT``, the CLI's spelling, is ``TIMED_OUT``); unknown → ``UNKNOWN``."""
+        return parse_status(cls, value, upper=True, aliases={"TIME_OUT": cls.TIMED_OUT}, api="Monid run")
 
     @property
     def is_terminal(self) -> bool:
