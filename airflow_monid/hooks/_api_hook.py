@@ -85,13 +85,18 @@ class ApiHook(BaseHook):
         )
 
     @cached_property
+    def connection(self) -> Any:
+        """The Airflow connection, looked up once per hook (settings and extras share it)."""
+        return self.get_connection(self.conn_id)
+
+    @cached_property
     def connection_extras(self) -> dict[str, Any]:
-        return dict(self.get_connection(self.conn_id).extra_dejson or {})
+        return dict(self.connection.extra_dejson or {})
 
     @cached_property
     def settings(self) -> ApiSettings:
         """Request settings, loaded once per hook with the synchronous connection API."""
-        return self._settings_from(self.get_connection(self.conn_id), self.connection_extras)
+        return self._settings_from(self.connection, self.connection_extras)
 
     async def asettings(self) -> ApiSettings:
         """Request settings loaded without blocking the event loop (triggers, async sensors)."""
