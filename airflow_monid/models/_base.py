@@ -13,11 +13,28 @@ from typing_extensions import Self
 
 from airflow_monid.exceptions import MonidResponseError
 
+# Numbers at or above this are epoch milliseconds, below it epoch seconds: 1e11 s is the year 5138,
+# 1e11 ms is March 1973, so no timestamp either API can produce falls on the wrong side.
+_EPOCH_MS_FROM = 1e11
+
 
 def parse_time(value: Any) -> datetime | None:
-    """An API timestamp as an aware datetime (``Z`` accepted, naive taken as UTC); ``None`` if unreadable."""
+    """An API timestamp as an aware datetime; ``None`` if unreadable.
+
+    ISO 8601 strings (``Z`` accepted, naive taken as UTC), datetimes, and numeric epochs. A number is
+    taken as epoch **seconds** (Airflow's trigger deadlines, Exa's ``Exa-Signature`` ``t=``, Python's
+    ``time.time()``), unless it is too large to be one: JavaScript's ``Date.now()`` milliseconds,
+    which a JSON API written in TypeScript may send, are recognised by size (see ``_EPOCH_MS_FROM``).
+    Booleans are not numbers here.
+    """
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) >= _EPOCH_MS_FROM else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # NaN, infinity, out of range
+            return None
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()

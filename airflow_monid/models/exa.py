@@ -63,6 +63,14 @@ _ALIASES = {"created": ExaRunStatus.PENDING, "canceled": ExaRunStatus.CANCELLED}
 # failReason values after which a new run may succeed (API.md 3.3); the set is open, so anything
 # else, including reasons Exa adds later, counts as permanent rather than paying for a blind retry.
 RETRYABLE_FAIL_REASONS = frozenset({"rate_limited", "search_unavailable", "search_failed", "internal_error"})
+# The reasons that need a person, listed so that classifying one is a decision and not a default:
+# a bad or revoked key, no credits, invalid monitor parameters, and the two exa-py 2.28 added —
+# ``forbidden`` (the key's plan or policy does not allow the search; a 403 does not heal by itself)
+# and ``source_not_available`` (a source the monitor depends on cannot be read: retrying the same
+# monitor at once would pay for the same failure; it is re-checked on the monitor's next run anyway).
+PERMANENT_FAIL_REASONS = frozenset(
+    {"api_key_invalid", "insufficient_credits", "invalid_params", "forbidden", "source_not_available"}
+)
 
 
 class ExaMonitorRun(RawModel):

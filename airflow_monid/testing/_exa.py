@@ -84,7 +84,19 @@ class _Monitor:
     name: str | None
     created: float
     seq: int
+    # Search monitors: the ``webhook`` object (the SDK requires one; ``None`` renders ``null`` to
+    # reproduce an API that omits it). Websets monitors: the webset they belong to.
+    webhook: dict[str, Any] | None = None
+    webset_id: str = "webset_emulated"
     runs: dict[str, _Run] = field(default_factory=dict)
+
+
+def default_webhook(monitor_id: str) -> dict[str, Any]:
+    """What a search monitor created with a webhook looks like (the create call requires one)."""
+    return {
+        "url": f"https://hooks.example.com/exa/{monitor_id}",
+        "events": ["monitor.run.created", "monitor.run.completed"],
+    }
 
 
 class ExaState:
@@ -107,14 +119,39 @@ class ExaState:
     # ----- scripting API -----------------------------------------------------------------------------
 
     def add_monitor(
-        self, monitor_id: str, *, family: str = "search", status: str | None = None, name: str | None = None
+        self,
+        monitor_id: str,
+        *,
+        family: str = "search",
+        status: str | None = None,
+        name: str | None = None,
+        webhook: Any = DEFAULT,
+        webset_id: str | None = None,
     ) -> dict[str, Any]:
+        """Add a monitor.
+
+        :param webhook: search monitors: the ``webhook`` object to return (default: an HTTPS URL and
+            the two run events); ``None`` returns ``null``, which the official SDK rejects.
+        :param webset_id: Websets monitors: the webset it belongs to (``GET /v0/monitors?websetId=``
+            filters on it); default ``webset_emulated``.
+        """
         if family not in ("search", "websets"):
             raise ValueError("family must be 'search' or 'websets'")
+        if webhook is not DEFAULT and webhook is not None and not isinstance(webhook, dict):
+            raise TypeError("webhook must be a JSON object or None")
         with self._lock:
             self._seq += 1
             default_status = "active" if family == "search" else "enabled"
-            monitor = _Monitor(monitor_id, family, status or default_status, name, time.time(), self._seq)
+            monitor = _Monitor(
+                monitor_id,
+                family,
+                status or default_status,
+                name,
+                time.time(),
+                self._seq,
+                webhook=default_webhook(monitor_id) if webhook is DEFAULT else copy.deepcopy(webhook),
+                webset_id=webset_id or "webset_emulated",
+            )
             self._monitors[monitor_id] = monitor
             return self._monitor_view(monitor, prefix="monitors")
 
@@ -244,7 +281,7 @@ class ExaState:
                 "id": monitor.id,
                 "object": "monitor",
                 "status": monitor.status,
-                "websetId": "webset_emulated",
+                "websetId": monitor.webset_id,
                 "cadence": {"cron": "0 9 * * *", "timezone": "Etc/UTC"},
                 "behavior": {
                     "type": "search",
@@ -264,7 +301,7 @@ class ExaState:
             "trigger": {"type": "interval", "period": "1d"},
             "outputSchema": {"type": "text"},
             "metadata": None,
-            "webhook": None,
+            "webhook": copy.deepcopy(monitor.webhook),
             "nextRunAt": iso(time.time() + 86400) if monitor.status == "active" else None,
             "createdAt": iso(monitor.created),
             "updatedAt": iso(monitor.created),
@@ -353,6 +390,9 @@ class ExaState:
         if rest == ["trigger"]:
             return self._trigger(req, monitor)
         if rest == ["runs"]:
+            # Websets runs are paged here too although their spec declares no cursor or limit and the
+            # SDK sends none: the page still carries {hasMore, nextCursor} as the spec's response
+            # does, so tests can show what a client reading only the first page misses.
             limit = parse_limit(
                 req.query,
                 default=50 if family == "search" else 25,
@@ -372,10 +412,12 @@ class ExaState:
             req.query, default=50 if family == "search" else 25, maximum=100 if family == "search" else 200
         )
         wanted = req.query.get("status")
+        # Websets: ``websetId`` filters (documented, and sent by the SDK's ``webset_id``).
+        webset = req.query.get("websetId") if family == "websets" else None
         monitors = [
             m
             for m in sorted(self._monitors.values(), key=lambda m: m.seq, reverse=True)
-            if m.family == family and (not wanted or m.status == wanted)
+            if m.family == family and (not wanted or m.status == wanted) and (not webset or m.webset_id == webset)
         ]
         page, cursor = paginate(monitors, lambda m: m.id, req.query.get("cursor"), limit)
         data = [self._monitor_view(m, prefix) for m in page]
