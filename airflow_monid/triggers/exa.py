@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time
-from airflow_monid.triggers._events import poll_until_terminal
+from airflow_monid.triggers._events import bounded, poll_until_terminal
+from airflow_monid.triggers._watermark import RunLedger, StateKeeper, normalise_statuses, state_key
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +132,231 @@ class ExaMonitorRunTrigger(BaseTrigger):
         if monitor.is_disabled:
             # A permanent error for poll_until_terminal: the wait ends with an ``error`` event.
             raise MonidConfigError(f"Exa {self.monitor_type} monitor {self.monitor_id} is disabled.")
+
+
+# --- event-driven scheduling (AssetWatcher) ----------------------------------------------------------
+
+# Errors are logged when they change, and otherwise at most this often (seconds): a watcher runs for
+# months, and a revoked key must not write a line per poll.
+WATCHER_LOG_INTERVAL = 600.0
+# A permanent error (401, missing monitor) is looked at again this often at least (seconds): a
+# fixed key or a re-created monitor then resumes the watcher without anyone restarting it.
+WATCHER_PERMANENT_RETRY = 300.0
+WATCHER_MAX_BACKOFF = 300.0
+# Bound of one cycle's listing, so a hung connection cannot stall the watcher for ever.
+WATCHER_CYCLE_TIMEOUT = 300.0
+
+
+class ExaMonitorRunWatcher(BaseEventTrigger):
+    """Emits one event per Exa monitor run that ends, for ``AssetWatcher`` (event-driven DAGs).
+
+    It runs for ever. Each cycle lists the monitor's runs newest first back to its watermark and
+    yields, oldest first, one small event per run that became terminal with a status in
+    ``statuses``::
+
+        {"monitor_id", "monitor_type", "run_id", "status", "created_at", "completed_at"}
+
+    ``status`` and the timestamps are Exa's own strings; the output is never in the event (fetch
+    it with :class:`~airflow_monid.hooks.exa.ExaHook`). A run created before the watcher started
+    but finishing after is emitted when it finishes.
+
+    **Delivery** is at least once. On Airflow 3.3+ the watermark and the run ids emitted since live
+    in the watcher's ``asset_state_store`` (key ``{monitor_type}:{monitor_id}``), committed one
+    cycle after the yield: a triggerer restart, a re-created trigger or an unpaused DAG misses
+    nothing, and runs that ended while no watcher ran are emitted when one returns (at most
+    ``catch_up_limit`` of them). A crash between a yield and its commit repeats that event; remove
+    repeats with :func:`airflow_monid.models.exa_events.exa_runs_from_events`. Without a store
+    (Airflow 3.0-3.2, or one trigger serving several assets) the watcher starts from "now" each
+    time it starts: runs that ended while it was not running are not emitted. Give each monitor
+    exactly one Asset.
+
+    **Websets monitors**: their runs list has no cursor or limit, so only the first page is read;
+    a watcher must poll before more than one page of runs has appeared (they run at most daily).
+
+    Kwargs are plain and stable (Airflow identifies a watcher by a hash of them): no timestamps or
+    run ids.
+
+    :param monitor_id: the monitor whose runs are watched.
+    :param monitor_type: ``search`` or ``websets``.
+    :param exa_conn_id: Airflow connection id of type ``exa``.
+    :param poll_interval: seconds between cycles (> 0).
+    :param statuses: terminal statuses to emit: ``completed`` (default), ``failed``, ``cancelled``
+        (``canceled`` accepted).
+    :param search_monitors_path: ``/monitors`` or ``/search-monitors``; default: the connection's.
+    :param catch_up_limit: most runs listed in one cycle, which bounds the catch-up after a long
+        absence (older runs beyond it are skipped, with a warning).
+    """
+
+    def __init__(
+        self,
+        monitor_id: str,
+        monitor_type: str = "search",
+        exa_conn_id: str = "exa_default",
+        poll_interval: float = 60.0,
+        statuses: list[str] | None = None,
+        search_monitors_path: str | None = None,
+        catch_up_limit: int = 100,
+    ) -> None:
+        super().__init__()
+        if not isinstance(monitor_id, str) or not monitor_id.strip():
+            raise MonidConfigError(f"monitor_id must be a non-empty string, got {monitor_id!r}.")
+        self.monitor_id = monitor_id
+        self.monitor_type = ExaMonitorType.parse(monitor_type).value
+        self.exa_conn_id = exa_conn_id
+        self.poll_interval = float(poll_interval)
+        if not self.poll_interval > 0:
+            raise MonidConfigError(f"poll_interval must be > 0 seconds, got {poll_interval!r}.")
+        try:
+            self.statuses = normalise_statuses(["completed"] if statuses is None else list(statuses))
+        except ValueError as exc:
+            raise MonidConfigError(str(exc)) from None
+        self.search_monitors_path = search_monitors_path or None
+        self.catch_up_limit = int(catch_up_limit)
+        if self.catch_up_limit < 1:
+            raise MonidConfigError(f"catch_up_limit must be >= 1, got {catch_up_limit!r}.")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        # Lists and primitives only: Airflow 3.0-3.2 hash the raw kwargs, and a tuple hashes
+        # differently after a database round trip (apache/airflow#64625).
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "monitor_id": self.monitor_id,
+                "monitor_type": self.monitor_type,
+                "exa_conn_id": self.exa_conn_id,
+                "poll_interval": self.poll_interval,
+                "statuses": list(self.statuses),
+                "search_monitors_path": self.search_monitors_path,
+                "catch_up_limit": self.catch_up_limit,
+            },
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(monitor_id={self.monitor_id!r}, monitor_type={self.monitor_type!r}, "
+            f"exa_conn_id={self.exa_conn_id!r})"
+        )
+
+    @property
+    def label(self) -> str:
+        return f"Exa {self.monitor_type} monitor {self.monitor_id} watcher"
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
+        keeper = StateKeeper(self, state_key(self.monitor_type, self.monitor_id), self.label)
+        ledger: RunLedger | None = None
+        complaint, store_complaint = _Complaint(self.label), _Complaint(self.label)
+        failures = 0
+        while True:
+            wait = self.poll_interval
+            emit: list[ExaMonitorRun] = []
+            try:
+                if ledger is None:
+                    ledger = RunLedger(await keeper.load(), self.statuses)
+                    log.info(
+                        "%s: started (%s).",
+                        self.label,
+                        "resuming from its stored watermark"
+                        if not ledger.baseline
+                        else "starting from now" + ("" if keeper.available else "; no state store"),
+                    )
+                try:
+                    await keeper.save(ledger.committed_state())
+                except Exception as exc:
+                    # The events still flow; only the restart point lags (more repeats, no misses).
+                    store_complaint.report(exc, False, self.poll_interval, "saving its watermark")
+                runs = await bounded(self._list(hook, ledger), WATCHER_CYCLE_TIMEOUT)
+                emit = ledger.scan(runs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never end: a watcher that returns is re-created every second
+                failures += 1
+                permanent = isinstance(exc, MonidConfigError) or (isinstance(exc, MonidAPIError) and exc.is_permanent)
+                if permanent:
+                    wait = max(self.poll_interval, WATCHER_PERMANENT_RETRY)
+                else:
+                    wait = min(WATCHER_MAX_BACKOFF, self.poll_interval * 2 ** min(failures - 1, 10))
+                complaint.report(exc, permanent, wait)
+            else:
+                if failures:
+                    complaint.recovered(failures)
+                failures = 0
+            for run in emit:
+                yield TriggerEvent(self._event(run))
+                ledger.mark_emitted(run)  # type: ignore[union-attr]  # set whenever runs were listed
+            await asyncio.sleep(wait)
+
+    async def _list(self, hook: ExaHook, ledger: RunLedger) -> list[ExaMonitorRun]:
+        """Runs newest first back to the watermark, at most ``catch_up_limit`` of them."""
+        runs: list[ExaMonitorRun] = []
+        cursors: set[str] = set()
+        cursor: str | None = None
+        while True:
+            limit = min(100, self.catch_up_limit - len(runs))
+            page = await hook.alist_runs(self.monitor_id, self.monitor_type, limit, cursor)
+            batch = page.runs()
+            runs.extend(batch[: self.catch_up_limit - len(runs)])
+            if ledger.reaches_watermark(batch):
+                return runs
+            if self.monitor_type == ExaMonitorType.WEBSETS.value:
+                # No cursor in the Websets runs spec (its SDK sends none): the first page is all
+                # that can be read reliably.
+                return runs
+            if len(runs) >= self.catch_up_limit:
+                if page.next_cursor:
+                    log.warning(
+                        "%s: more than %d runs since its watermark; older ones are skipped "
+                        "(raise catch_up_limit to emit them).",
+                        self.label,
+                        self.catch_up_limit,
+                    )
+                return runs
+            cursor = page.next_cursor
+            if cursor is None:
+                return runs
+            if cursor in cursors:
+                raise MonidError(f"{self.label}: Exa returned cursor {cursor!r} twice (pagination loop).")
+            cursors.add(cursor)
+
+    def _event(self, run: ExaMonitorRun) -> dict[str, Any]:
+        raw = run.raw
+        ended = next(
+            (raw.get(k) for k in ("completedAt", "failedAt", "cancelledAt", "canceledAt") if raw.get(k)),
+            None,
+        )
+        return {
+            "monitor_id": self.monitor_id,
+            "monitor_type": self.monitor_type,
+            "run_id": run.id,
+            "status": str(run.status_text),
+            "created_at": run.created_at,
+            "completed_at": ended,
+        }
+
+    async def on_kill(self) -> None:
+        """Nothing to stop: Airflow calls this when the DAG is paused or the asset removed."""
+
+
+class _Complaint:
+    """Logs a watcher's errors when they change, and otherwise every ``WATCHER_LOG_INTERVAL`` seconds."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._last: tuple[str, float] | None = None
+        self._suppressed = 0
+
+    def report(self, exc: BaseException, permanent: bool, wait: float, what: str = "polling") -> None:
+        text = str(exc) or type(exc).__name__
+        now = time.monotonic()
+        if self._last is not None and self._last[0] == text and now - self._last[1] < WATCHER_LOG_INTERVAL:
+            self._suppressed += 1
+            return
+        kind = "needs attention (it keeps trying)" if permanent else "failed; trying again"
+        extra = f"; {self._suppressed} more like it since the last report" if self._suppressed else ""
+        log_at = log.error if permanent else log.warning
+        log_at("%s: %s %s in %.0f s: %s%s", self.label, what, kind, wait, text, extra)
+        self._last, self._suppressed = (text, now), 0
+
+    def recovered(self, failures: int) -> None:
+        log.info("%s: polling works again after %d failed cycle(s).", self.label, failures)
+        self._last, self._suppressed = None, 0
