@@ -53,17 +53,18 @@ class RunLedger:
         scan then records every run already terminal without emitting it (runs still in progress
         are emitted when they finish).
     :param statuses: normalised terminal statuses to emit (``ExaRunStatus`` values).
-    :param ack_grace: see :data:`ACK_GRACE`.
+    :param ack_grace: see :data:`ACK_GRACE` (the default).
     """
 
-    def __init__(self, state: dict[str, Any] | None, statuses: Iterable[str], ack_grace: float = ACK_GRACE) -> None:
+    def __init__(self, state: dict[str, Any] | None, statuses: Iterable[str], ack_grace: float | None = None) -> None:
         self.statuses = frozenset(statuses)
-        self.ack_grace = ack_grace
+        self.ack_grace = ACK_GRACE if ack_grace is None else ack_grace
         self.baseline = state is None
         self.watermark: datetime | None = None
         self.done: dict[str, datetime | None] = {}  # run id -> createdAt (None: unknown, from state)
-        self._pending: dict[str, tuple[datetime, float, int]] = {}  # emitted, not committed yet
-        self._cycle = 0
+        # Runs to emit or emitted but not committed yet: createdAt, and when the yield returned
+        # (``None`` until it has).
+        self._pending: dict[str, tuple[datetime, float | None]] = {}
         if state is not None:
             self.watermark = parse_time(state.get("watermark"))
             self.done = {str(run_id): None for run_id in state.get("emitted") or []}
@@ -86,7 +87,6 @@ class RunLedger:
 
     def scan(self, runs: list[ExaMonitorRun]) -> list[ExaMonitorRun]:
         """Runs (listed newest first) that must be emitted now, oldest first; updates the watermark."""
-        self._cycle += 1
         fresh: list[tuple[datetime, ExaMonitorRun]] = []
         for run in runs:
             created = run.created
@@ -109,6 +109,7 @@ class RunLedger:
             self.done[run.id] = created
             if not self.baseline and run.status.value in self.statuses:
                 emit.append(run)
+                self._pending[run.id] = (created, None)
         if self.baseline and not fresh:
             # The monitor has no run yet: every run that appears later is new.
             self.watermark = EPOCH
@@ -122,20 +123,23 @@ class RunLedger:
 
     def mark_emitted(self, run: ExaMonitorRun) -> None:
         """Call once the event for ``run`` has been yielded (it is committed one cycle later)."""
-        created = run.created
-        if created is not None:
-            self._pending[run.id] = (created, time.monotonic(), self._cycle)
+        if run.id in self._pending:
+            self._pending[run.id] = (self._pending[run.id][0], time.monotonic())
 
     def committed_state(self) -> dict[str, Any] | None:
-        """The state that is safe to save now, or ``None`` before the first scan."""
+        """The state that is safe to save now, or ``None`` before the first scan.
+
+        A run to emit counts as emitted once ``ack_grace`` seconds have passed since its yield
+        returned; callers save before a cycle's yields, so the earliest commit is the next cycle's.
+        """
         if self.watermark is None and not self.done:
             return None
         now = time.monotonic()
-        for run_id, (_, yielded, cycle) in list(self._pending.items()):
-            if cycle < self._cycle and now - yielded >= self.ack_grace:
+        for run_id, (_, yielded) in list(self._pending.items()):
+            if yielded is not None and now - yielded >= self.ack_grace:
                 del self._pending[run_id]
         watermark = self.watermark
-        for created, _, _ in self._pending.values():
+        for created, _ in self._pending.values():
             watermark = created if watermark is None else min(watermark, created)
         emitted = sorted(
             run_id
@@ -150,7 +154,7 @@ class RunLedger:
 
     def _prune(self) -> None:
         floor = self.watermark
-        for created, _, _ in self._pending.values():
+        for created, _ in self._pending.values():
             floor = created if floor is None else min(floor, created)
         if floor is None:
             return

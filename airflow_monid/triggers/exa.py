@@ -10,10 +10,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_monid._waiting import Waiter, bounded
 from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time
-from airflow_monid.triggers._events import bounded, poll_until_terminal
+from airflow_monid.triggers._events import wait_for_event
 from airflow_monid.triggers._watermark import RunLedger, StateKeeper, normalise_statuses, state_key
 
 log = logging.getLogger(__name__)
@@ -86,52 +87,57 @@ class ExaMonitorRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
-        after, before = parse_time(self.created_after), parse_time(self.created_before)
-        current: str | None = self.run_id
-        monitor_checked_at = 0.0
-        label = f"Exa {self.monitor_type} monitor {self.monitor_id}"
-
-        async def fetch() -> ExaMonitorRun | None:
-            nonlocal current, monitor_checked_at
-            if current is None:
-                found = await hook.afind_run(self.monitor_id, self.monitor_type, after, before)
-                if found is None:
-                    if time.time() - monitor_checked_at >= MONITOR_CHECK_INTERVAL:
-                        await self._check_monitor(hook)
-                        monitor_checked_at = time.time()
-                    return None
-                log.info("%s: selected %s, the oldest run created in the window.", label, found.describe())
-                current = found.id
-            run = await hook.aget_run(self.monitor_id, current, self.monitor_type)
-            run = await hook.afollow_replacement(self.monitor_id, run, self.monitor_type)
-            current = run.id
-            return run
-
-        def status_of(run: ExaMonitorRun | None) -> tuple[bool, str]:
-            # Only a terminal status reaches the event; the others are only logged, so they name the run.
-            if run is None:
-                return False, "still without a run in the window"
-            if run.status.is_terminal:
-                return True, str(run.status_text)
-            return False, f"at run {run.id}, {run.status_text}"
-
-        event = await poll_until_terminal(
-            fetch,
-            status_of,
-            run_id=current or "",
+        tracker = _RunTracker(self, hook)
+        waiter = Waiter(
             end_time=self.end_time,
             poll_interval=self.poll_interval,
-            label=label,
+            label=f"Exa {self.monitor_type} monitor {self.monitor_id}",
             log=log,
         )
-        event["run_id"] = current or ""
+        event = await wait_for_event(tracker.fetch, tracker.status_of, tracker.run_id, waiter)
         yield TriggerEvent(event)
 
-    async def _check_monitor(self, hook: ExaHook) -> None:
-        monitor = await hook.aget_monitor(self.monitor_id, self.monitor_type)  # a 404 ends the wait
-        if monitor.is_disabled:
-            # A permanent error for poll_until_terminal: the wait ends with an ``error`` event.
-            raise MonidConfigError(f"Exa {self.monitor_type} monitor {self.monitor_id} is disabled.")
+
+class _RunTracker:
+    """The run an :class:`ExaMonitorRunTrigger` waits for: selected by time, then followed."""
+
+    def __init__(self, trigger: ExaMonitorRunTrigger, hook: ExaHook) -> None:
+        self.trigger = trigger
+        self.hook = hook
+        self.current: str | None = trigger.run_id
+        self.after = parse_time(trigger.created_after)
+        self.before = parse_time(trigger.created_before)
+        self.monitor_checked_at = 0.0
+
+    def run_id(self) -> str:
+        return self.current or ""
+
+    async def fetch(self) -> ExaMonitorRun | None:
+        t = self.trigger
+        if self.current is None:
+            found = await self.hook.afind_run(t.monitor_id, t.monitor_type, self.after, self.before)
+            if found is None:
+                if time.time() - self.monitor_checked_at >= MONITOR_CHECK_INTERVAL:
+                    # A monitor disabled or deleted during a long wait ends it (a permanent error).
+                    await self.hook.acheck_monitor(t.monitor_id, t.monitor_type)
+                    self.monitor_checked_at = time.time()
+                return None
+            log.info(
+                "Exa monitor %s: selected %s, the oldest run created in the window.", t.monitor_id, found.describe()
+            )
+            self.current = found.id
+        run = await self.hook.aget_run(t.monitor_id, self.current, t.monitor_type)
+        run = await self.hook.afollow_replacement(t.monitor_id, run, t.monitor_type)
+        self.current = run.id
+        return run
+
+    @staticmethod
+    def status_of(run: ExaMonitorRun | None) -> tuple[bool, str]:
+        if run is None:
+            return False, "without a run in the window yet"
+        if run.status.is_terminal:
+            return True, str(run.raw_status)
+        return False, f"{run.raw_status} (run {run.id})"
 
 
 # --- event-driven scheduling (AssetWatcher) ----------------------------------------------------------
@@ -145,6 +151,8 @@ WATCHER_PERMANENT_RETRY = 300.0
 WATCHER_MAX_BACKOFF = 300.0
 # Bound of one cycle's listing, so a hung connection cannot stall the watcher for ever.
 WATCHER_CYCLE_TIMEOUT = 300.0
+# The pause between cycles; a module attribute so that tests can step a watcher cycle by cycle.
+_watcher_sleep = asyncio.sleep
 
 
 class ExaMonitorRunWatcher(BaseEventTrigger):
@@ -260,13 +268,11 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
                         if not ledger.baseline
                         else "starting from now" + ("" if keeper.available else "; no state store"),
                     )
-                try:
-                    await keeper.save(ledger.committed_state())
-                except Exception as exc:
-                    # The events still flow; only the restart point lags (more repeats, no misses).
-                    store_complaint.report(exc, False, self.poll_interval, "saving its watermark")
+                await self._save(keeper, ledger, store_complaint)
                 runs = await bounded(self._list(hook, ledger), WATCHER_CYCLE_TIMEOUT)
                 emit = ledger.scan(runs)
+                # Saved before this cycle's yields: the watermark may move, these runs stay pending.
+                await self._save(keeper, ledger, store_complaint)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never end: a watcher that returns is re-created every second
@@ -284,7 +290,14 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
             for run in emit:
                 yield TriggerEvent(self._event(run))
                 ledger.mark_emitted(run)  # type: ignore[union-attr]  # set whenever runs were listed
-            await asyncio.sleep(wait)
+            await _watcher_sleep(wait)
+
+    async def _save(self, keeper: StateKeeper, ledger: RunLedger, complaint: _Complaint) -> None:
+        try:
+            await keeper.save(ledger.committed_state())
+        except Exception as exc:
+            # The events still flow; only the restart point lags (more repeats, no misses).
+            complaint.report(exc, False, self.poll_interval, "saving its watermark")
 
     async def _list(self, hook: ExaHook, ledger: RunLedger) -> list[ExaMonitorRun]:
         """Runs newest first back to the watermark, at most ``catch_up_limit`` of them."""
@@ -347,15 +360,17 @@ class _Complaint:
 
     def report(self, exc: BaseException, permanent: bool, wait: float, what: str = "polling") -> None:
         text = str(exc) or type(exc).__name__
+        # The same failure, whatever its request id: an API error is known by its status and path.
+        same = f"{exc.status_code} {exc.path}" if isinstance(exc, MonidAPIError) else f"{type(exc).__name__} {text}"
         now = time.monotonic()
-        if self._last is not None and self._last[0] == text and now - self._last[1] < WATCHER_LOG_INTERVAL:
+        if self._last is not None and self._last[0] == same and now - self._last[1] < WATCHER_LOG_INTERVAL:
             self._suppressed += 1
             return
         kind = "needs attention (it keeps trying)" if permanent else "failed; trying again"
         extra = f"; {self._suppressed} more like it since the last report" if self._suppressed else ""
         log_at = log.error if permanent else log.warning
         log_at("%s: %s %s in %.0f s: %s%s", self.label, what, kind, wait, text, extra)
-        self._last, self._suppressed = (text, now), 0
+        self._last, self._suppressed = (same, now), 0
 
     def recovered(self, failures: int) -> None:
         log.info("%s: polling works again after %d failed cycle(s).", self.label, failures)
