@@ -21,6 +21,7 @@ from airflow_monid.testing.emulator import Emulator
 from airflow_monid.triggers import _watermark
 from airflow_monid.triggers import exa as exa_triggers
 from airflow_monid.triggers.exa import ExaMonitorRunWatcher
+from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS
 from tests._support import EXA_KEY, exa_conn
 
 MON = "mon_watch"
@@ -457,3 +458,58 @@ def test_parse_time_reads_epoch_seconds_and_milliseconds() -> None:
     assert parse_time(1_767_225_600_000) == parse_time("2026-01-01T00:00:00Z")
     assert parse_time(1_767_225_600.5) == parse_time("2026-01-01T00:00:00.500Z")
     assert parse_time(True) is None and parse_time(float("nan")) is None and parse_time(float("inf")) is None
+
+
+# --- the example DAG ---------------------------------------------------------------------------------
+
+
+def test_example_dag_fetches_each_distinct_run_once(dag_env: Emulator) -> None:
+    from airflow_monid.testing.__main__ import seed_exa
+    from tests._support import EXAMPLE_DAGS, load_dag, xcoms
+
+    emu = dag_env
+    seed_exa(emu)
+    (seeded,) = emu.exa.runs("mon_funding")
+    dag = load_dag(EXAMPLE_DAGS / "exa_monitor_event_driven.py")
+    (asset,) = dag.get_task("fetch_results").inlets  # the scheduling asset, an inlet for inlet_events
+    assert asset.uri.startswith("exa-monitor://mon_funding")
+    (watcher_,) = asset.watchers
+    assert isinstance(watcher_.trigger, ExaMonitorRunWatcher) and watcher_.trigger.monitor_id == "mon_funding"
+
+    if AIRFLOW_V_3_3_PLUS:
+        # Airflow 3.0.6's dag.test() does not mark the asset active, and a task with an inactive inlet
+        # fails before it starts (AirflowInactiveAssetInInletOrOutletException); a deployment's
+        # dag-processor activates it. 3.3.2's dag.test() does.
+        dr = dag.test()  # a manual run: no triggering events, nothing fetched
+        assert dr.state == "success" and xcoms(dag.dag_id, dr.run_id)[("fetch_results", "return_value", -1)] == []
+
+    payload = {
+        "monitor_id": "mon_funding",
+        "monitor_type": "search",
+        "run_id": seeded["id"],
+        "status": "completed",
+        "created_at": seeded["createdAt"],
+        "completed_at": seeded["completedAt"],
+    }
+
+    class Inlets:
+        def __init__(self, events: list[Any]) -> None:
+            self.events = events
+
+        def __getitem__(self, _asset: Any) -> list[Any]:
+            return self.events
+
+    folded = {asset.name: [_asset_event(payload, at(30)), _asset_event(payload, at(31))]}  # one repeat
+    body = dag.get_task("fetch_results").python_callable
+    before = emu.count("GET", f"/monitors/mon_funding/runs/{seeded['id']}")
+    summary = body(triggering_asset_events=folded, inlet_events=Inlets([]))
+    assert summary == [
+        {
+            "run_id": seeded["id"],
+            "count": 2,
+            "urls": [f"https://news.example.com/mon_funding/{i}" for i in (1, 2)],
+        }
+    ]
+    assert emu.count("GET", f"/monitors/mon_funding/runs/{seeded['id']}") == before + 1  # fetched once
+    # The same run delivered again in a later DAG run: nothing to do.
+    assert body(triggering_asset_events=folded, inlet_events=Inlets([_asset_event(payload, at(0))])) == []
