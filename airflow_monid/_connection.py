@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from airflow_monid import __version__
-from airflow_monid._http import ApiProfile, ApiSettings, RetryPolicy
+from airflow_monid._request_policy import ApiProfile, ApiSettings, RetryPolicy
 from airflow_monid.exceptions import MonidConfigError
 
 USER_AGENT = f"airflow-provider-monid/{__version__}"

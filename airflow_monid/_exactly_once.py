@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from airflow_monid.exceptions import MonidRunPermanentError
+from airflow_monid._outcome import is_reusable
+from airflow_monid.exceptions import RunPermanentError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models._base import parse_time
 from airflow_monid.models.monid import MonidRun
@@ -31,10 +33,21 @@ def request_digest(provider: str, endpoint: str, input: dict[str, Any]) -> str:
 
 
 class RunLedger:
-    """The run a task instance paid for, kept in ``task_state_store`` when Airflow offers one."""
+    """The run a task instance paid for, kept in ``task_state_store`` when Airflow offers one (3.3+).
 
-    def __init__(self, context: Any, enabled: bool = True, key: str = LEDGER_KEY) -> None:
+    An entry is ``{run_id, hash, delivered, cycle}`` (the Exa operator adds its trigger intent).
+    ``cycle`` is the first try number of the cycle that wrote it (:func:`~airflow_monid._deferral.cycle_of`):
+    retries share a cycle, a clear starts a new one.
+
+    :param context: the task's context.
+    :param enabled: ``False`` keeps nothing (``durable=False``).
+    :param key: the store key (one per task type).
+    :param cycle: the current cycle.
+    """
+
+    def __init__(self, context: Any, enabled: bool = True, key: str = LEDGER_KEY, cycle: int = 1) -> None:
         self.key = key
+        self.cycle = cycle
         self.store = context.get("task_state_store") if enabled else None
 
     @property
@@ -45,18 +58,47 @@ class RunLedger:
         if self.store is None:
             return None
         value = self.store.get(self.key)
-        return value if isinstance(value, dict) and isinstance(value.get("run_id"), str) else None
+        return value if isinstance(value, dict) else None
 
-    def remember(self, run_id: str, digest: str) -> None:
+    def write(self, value: dict[str, Any]) -> None:
         if self.store is not None:
-            self.store.set(self.key, {"run_id": run_id, "hash": digest, "delivered": False})
+            self.store.set(self.key, {**value, "cycle": self.cycle})
+
+    def remember(self, run_id: str, digest: str, **extra: Any) -> None:
+        self.write({"run_id": run_id, "hash": digest, "delivered": False, **extra})
 
     def mark_delivered(self) -> None:
-        if self.store is None:
-            return
         value = self.load()
-        if value is not None:
-            self.store.set(self.key, {**value, "delivered": True})
+        if value is not None and isinstance(value.get("run_id"), str):
+            self.write({**value, "delivered": True})
+
+    def has_cycle_entry(self) -> bool:
+        entry = self.load()
+        return entry is not None and entry.get("cycle") == self.cycle
+
+    def delivered_ids(self) -> set[str]:
+        """Runs already delivered by an earlier cycle: never adopted again."""
+        entry = self.load()
+        if entry and entry.get("delivered") and isinstance(entry.get("run_id"), str):
+            return {entry["run_id"]}
+        return set()
+
+    def candidate(self, digest: str) -> tuple[str | None, str]:
+        """The stored run a try may reuse (``None`` when it must not), and why, for the log.
+
+        The decision table's ledger rows: another input → new run; delivered in an earlier cycle
+        (a clear after success) → fresh data; delivered in this cycle (the worker died before Airflow
+        recorded the success) or not delivered → reuse when the run itself is reusable.
+        """
+        entry = self.load()
+        run_id = entry.get("run_id") if entry else None
+        if entry is None or not isinstance(run_id, str):
+            return None, "the run ledger is empty"
+        if entry.get("hash") != digest:
+            return None, f"stored run {run_id} was for a different input"
+        if entry.get("delivered") and entry.get("cycle") != self.cycle:
+            return None, f"stored run {run_id} was delivered before the task was cleared: fresh data"
+        return run_id, f"stored run {run_id}"
 
 
 def find_matching_runs(
@@ -81,13 +123,18 @@ def find_matching_runs(
     return matches
 
 
-def adopt_one(matches: list[MonidRun]) -> MonidRun | None:
-    """The single matching run, ``None`` for no match; several matches fail naming them."""
-    if len(matches) > 1:
-        ids = ", ".join(m.run_id for m in matches)
-        raise MonidRunPermanentError(
-            f"Found {len(matches)} Monid runs with this exact provider, endpoint and input ({ids}); cannot "
-            "tell which one this task paid for. Inspect them, then clear the task with adopt_existing_run=False "
-            "to submit a new run."
+def adopt_one(matches: list[MonidRun], allowed_provider_statuses: Iterable[int] = ()) -> MonidRun | None:
+    """The single *reusable* matching run, ``None`` when none is; several reusable ones fail naming them.
+
+    Runs that ended badly are set aside first: two failed tries leave two failed runs with the same
+    input, and neither decides anything (the next try pays for a new run).
+    """
+    reusable = [m for m in matches if is_reusable(m, allowed_provider_statuses)]
+    if len(reusable) > 1:
+        ids = ", ".join(m.run_id for m in reusable)
+        raise RunPermanentError(
+            f"Found {len(reusable)} reusable Monid runs with this exact provider, endpoint and input ({ids}); "
+            "cannot tell which one this task paid for. Inspect them, then clear the task with "
+            "adopt_existing_run=False to submit a new run."
         )
-    return matches[0] if matches else None
+    return reusable[0] if reusable else None

@@ -1,8 +1,14 @@
-"""One exception family for everything this provider raises.
+"""One exception family for everything this provider raises, Monid and Exa alike.
 
-``MonidError`` subclasses ``AirflowException`` so Airflow may retry the task; the subclasses that
-also inherit ``AirflowFailException`` mark failures that a retry cannot fix (bad input, bad key,
-a blocked run), so Airflow fails the task at once instead of paying for a retry.
+Whether Airflow may retry is decided by the exception's type, never at a call site:
+
+* :class:`PermanentError` (and every subclass) is also an ``AirflowFailException``: a retry cannot fix
+  it (bad input, a refused key, a missing monitor, a blocked run), so Airflow fails the task at once.
+* Everything else is a plain ``AirflowException``: Airflow retries it when the task has retries left.
+
+The names are neutral; Exa code raises the ``Exa*`` subclasses. The names of the first releases
+(``MonidError``, ``MonidAPIError``…) stay importable as **the same class objects**, so an
+``except MonidAPIError`` written against them still catches what it caught before (Exa errors included).
 """
 
 from __future__ import annotations
@@ -10,28 +16,37 @@ from __future__ import annotations
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
-class MonidError(AirflowException):
-    """Base class of every error raised by airflow-provider-monid (retryable by default)."""
+class ProviderError(AirflowException):
+    """Base class of every error raised by airflow-provider-monid (retryable unless permanent)."""
 
 
-class MonidPermanentError(MonidError, AirflowFailException):
-    """An error that retrying the task cannot fix."""
+class PermanentError(ProviderError, AirflowFailException):
+    """An error that retrying the task cannot fix: Airflow fails the task without using a retry."""
 
 
-class MonidConfigError(MonidPermanentError, ValueError):
+class ConfigError(PermanentError, ValueError):
     """Invalid argument, connection or input, detected before any request is sent."""
 
 
-class MonidAPIError(MonidError):
-    """The API answered with an error status.
+class APIError(ProviderError):
+    """The API answered with an error status (the request core raises one of the two subclasses).
 
     :param api: API name used in messages (``Monid API`` or ``Exa API``).
     :param method: HTTP method of the failed request.
     :param path: request path (never contains the key).
     :param status_code: HTTP status of the answer.
-    :param message: the API's own message, or the start of a non-JSON body.
+    :param message: the API's own message, or the start of a non-JSON body (key scrubbed).
     :param request_id: the ``x-request-id`` header, to quote in support tickets.
+    :param tag: the API's error tag, when it sends one.
     """
+
+    def __new__(cls, *args: object, **kwargs: object) -> APIError:
+        # ``APIError(status_code=401, ...)`` builds the right subclass, so the type alone decides retries.
+        if cls is APIError:
+            status = kwargs.get("status_code")
+            if isinstance(status, int):
+                cls = PermanentAPIError if cls.status_is_permanent(status) else TransientAPIError
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -57,30 +72,47 @@ class MonidAPIError(MonidError):
         text += f" (x-request-id: {request_id or 'none'})"
         super().__init__(text)
 
+    @staticmethod
+    def status_is_permanent(status_code: int) -> bool:
+        """4xx except 408 and 429 cannot be fixed by asking again; the request core's one rule."""
+        return 400 <= status_code < 500 and status_code not in (408, 429)
+
     @property
     def is_permanent(self) -> bool:
-        """400/401/402/403/404 and other 4xx except 408/429 cannot be fixed by retrying."""
-        return 400 <= self.status_code < 500 and self.status_code not in (408, 429)
+        """Kept for callers of the first releases; the type says the same (:class:`PermanentAPIError`)."""
+        return isinstance(self, PermanentError)
 
 
-class MonidTransportError(MonidError):
-    """The API could not be reached, or the answer was lost or unreadable (after retries)."""
+class PermanentAPIError(APIError, PermanentError):
+    """400/401/402/403/404/409/422…: the request, the key or the object is wrong; no retry."""
 
 
-class MonidResponseError(MonidError):
+class TransientAPIError(APIError):
+    """408/429/5xx that outlived the request core's own retries; Airflow may retry the task."""
+
+
+class TransportError(ProviderError):
+    """The API could not be reached, or the answer was lost (after the request core's retries)."""
+
+
+class ResponseError(ProviderError):
     """The API answered with a body we cannot use (not JSON, or not the expected shape)."""
 
 
-class MonidPaginationLoopError(MonidResponseError):
+class PaginationLoopError(ResponseError):
     """A list endpoint returned a cursor it had already returned."""
 
 
-class MonidUnclearSubmitError(MonidError):
+class UnclearRequestError(ProviderError):
     """A paid request may have reached the API but its answer was lost; it is not re-sent."""
 
 
-class MonidRunError(MonidError):
-    """A run ended badly in a way a new run may fix (FAILED, TIMED_OUT, provider 429/5xx...)."""
+class RunError(ProviderError):
+    """A run ended badly in a way a new run may fix (FAILED, TIMED_OUT, provider 429/5xx...).
+
+    :param run_id: the run, when known.
+    :param status: the run's status as the API spelled it.
+    """
 
     def __init__(self, message: str, *, run_id: str | None = None, status: str | None = None) -> None:
         self.run_id = run_id
@@ -88,5 +120,38 @@ class MonidRunError(MonidError):
         super().__init__(message)
 
 
-class MonidRunPermanentError(MonidRunError, AirflowFailException):
-    """A run ended badly in a way a new run cannot fix (BLOCKED, provider 4xx, cancelled monitor run)."""
+class RunPermanentError(RunError, PermanentError):
+    """A run ended badly in a way a new run cannot fix (BLOCKED, provider 4xx, a cancelled monitor run)."""
+
+
+# --- Exa ---------------------------------------------------------------------------------------
+
+
+class ExaRunError(RunError):
+    """An Exa monitor run failed in a way a new run may fix (``rate_limited``…), or was not seen in time."""
+
+
+class ExaRunPermanentError(ExaRunError, RunPermanentError):
+    """An Exa monitor run failed or was cancelled in a way a new run cannot fix."""
+
+
+class ExaUnclearTriggerError(UnclearRequestError):
+    """``POST /monitors/{id}/trigger`` may have started a billed run, but which one cannot be told."""
+
+
+class ExaUnclearTriggerPermanentError(ExaUnclearTriggerError, PermanentError):
+    """The trigger's answer was lost and no new run appeared: triggering again could pay twice."""
+
+
+# --- names of the first releases: the same class objects -----------------------------------------
+
+MonidError = ProviderError
+MonidPermanentError = PermanentError
+MonidConfigError = ConfigError
+MonidAPIError = APIError
+MonidTransportError = TransportError
+MonidResponseError = ResponseError
+MonidPaginationLoopError = PaginationLoopError
+MonidUnclearSubmitError = UnclearRequestError
+MonidRunError = RunError
+MonidRunPermanentError = RunPermanentError

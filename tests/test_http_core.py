@@ -14,9 +14,9 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from airflow_monid import __version__, _http
+from airflow_monid import __version__, _request_policy, _transport
 from airflow_monid._connection import USER_AGENT, base_url_from, read_extra
-from airflow_monid._http import (
+from airflow_monid._request_policy import (
     ApiRequest,
     RetryPolicy,
     build_path,
@@ -258,9 +258,9 @@ def test_missing_key_is_a_clear_config_error_and_sends_nothing(
 
 
 def test_build_refuses_settings_without_a_key() -> None:
-    settings = _http.ApiSettings(profile=MonidHook.profile, base_url="http://x", api_key="")
+    settings = _request_policy.ApiSettings(profile=MonidHook.profile, base_url="http://x", api_key="")
     with pytest.raises(MonidConfigError, match="no API key"):
-        _http._build(settings, ApiRequest("GET", "/v1/wallet/balance"))
+        _request_policy.build(settings, ApiRequest("GET", "/v1/wallet/balance"))
 
 
 # ----- extras --------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def test_requests_carry_bearer_key_user_agent_and_json_headers(connections: Emul
     assert "content-type" not in get.headers
     assert post.headers["content-type"] == "application/json"
     assert post.body == {"query": "company headcount", "limit": 5}
-    built = _http._build(hook.settings, ApiRequest("GET", "/v1/wallet/balance"))
+    built = _request_policy.build(hook.settings, ApiRequest("GET", "/v1/wallet/balance"))
     assert built["headers"]["Authorization"] == f"Bearer {MONID_KEY}"
     assert built["url"] == f"{emu.url}/v1/wallet/balance"
 
@@ -393,10 +393,10 @@ def test_sync_client_is_pooled_per_base_url(connections: Emulator, monkeypatch: 
     emu = connections
     first, second = MonidHook(), hook_for(monkeypatch, emu.url)
     first.get_wallet_balance()
-    size = _http.pool_size()[0]
+    size = _transport.pool_size()[0]
     second.get_wallet_balance()
-    assert _http.sync_client(first.settings) is _http.sync_client(second.settings)
-    assert _http.pool_size()[0] == size
+    assert _transport.sync_client(first.settings) is _transport.sync_client(second.settings)
+    assert _transport.pool_size()[0] == size
     other = hook_for(monkeypatch, f"{emu.url}/{uuid.uuid4().hex}")  # another base URL: another client
-    assert _http.sync_client(other.settings) is not _http.sync_client(first.settings)
-    assert _http.pool_size()[0] == size + 1
+    assert _transport.sync_client(other.settings) is not _transport.sync_client(first.settings)
+    assert _transport.pool_size()[0] == size + 1

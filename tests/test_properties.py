@@ -22,16 +22,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_monid._http import (
+from airflow_monid._outcome import apply_outcome, is_reusable, reason_of
+from airflow_monid._request_policy import (
     ApiRequest,
     ApiResponse,
     ApiSettings,
+    Attempt,
     RetryPolicy,
-    _Attempt,
     build_path,
     encode_segment,
 )
-from airflow_monid._outcome import apply_outcome, is_reusable, reason_of
 from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError, MonidUnclearSubmitError
 from airflow_monid.hooks.monid import MONID_PROFILE, MonidHook, _monid_error_message, _submitted_run
 from airflow_monid.models.monid import MonidRun, MonidRunPage, MonidRunStatus
@@ -260,7 +260,7 @@ def test_response_policy_returns_or_raises_our_errors(status: int, body: Any, pa
         request=httpx.Request("POST", "http://127.0.0.1:1/v1/run"),
     )
     request = ApiRequest("POST", "/v1/run", paid=paid, run_body_ok=paid)
-    attempt = _Attempt(CORE_SETTINGS, request)
+    attempt = Attempt(CORE_SETTINGS, request)
     attempt.policy = RetryPolicy(max_attempts=2)
     attempt.begin()
     try:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_monid import _http
+from airflow_monid import _transport as _http
 from airflow_monid.hooks.monid import MonidHook
+from airflow_monid.models.events import parse_event
 from airflow_monid.testing.emulator import Emulator
-from airflow_monid.triggers._events import parse_event
 from airflow_monid.triggers.monid import MonidRunSensorTrigger, MonidRunTrigger
 from tests._support import MONID_KEY, monid_conn
 

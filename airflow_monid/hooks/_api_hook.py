@@ -15,7 +15,8 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_monid._connection import settings_from_connection
-from airflow_monid._http import ApiProfile, ApiRequest, ApiResponse, ApiSettings, asend, send
+from airflow_monid._request_policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings
+from airflow_monid._transport import asend, send
 
 T = TypeVar("T")
 
@@ -37,6 +38,7 @@ class ApiHook(BaseHook):
         super().__init__()
         self.conn_id = conn_id
         self._async_settings: ApiSettings | None = None
+        self.connection_extras: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
@@ -84,26 +86,24 @@ class ApiHook(BaseHook):
             default_base_url=self.default_base_url,
         )
 
-    @cached_property
-    def connection(self) -> Any:
-        """The Airflow connection, looked up once per hook (settings and extras share it)."""
-        return self.get_connection(self.conn_id)
-
-    @cached_property
-    def connection_extras(self) -> dict[str, Any]:
-        return dict(self.connection.extra_dejson or {})
+    def _load(self, conn: Any, extras: dict[str, Any]) -> ApiSettings:
+        # Only what is needed is kept: the settings (key wrapped, out of every repr) and the extras
+        # (no secrets). Airflow's Connection shows its password in its repr, so it is never stored.
+        settings = self._settings_from(conn, extras)
+        self.connection_extras = extras
+        return settings
 
     @cached_property
     def settings(self) -> ApiSettings:
         """Request settings, loaded once per hook with the synchronous connection API."""
-        return self._settings_from(self.connection, self.connection_extras)
+        conn = self.get_connection(self.conn_id)
+        return self._load(conn, dict(conn.extra_dejson or {}))
 
     async def asettings(self) -> ApiSettings:
         """Request settings loaded without blocking the event loop (triggers, async sensors)."""
         if self._async_settings is None:
             conn = await get_async_connection(self.conn_id, hook=self)
-            extras = dict(await get_async_extra_dejson(conn) or {})
-            self._async_settings = self._settings_from(conn, extras)
+            self._async_settings = self._load(conn, dict(await get_async_extra_dejson(conn) or {}))
         return self._async_settings
 
     def _call(self, call: Call[T]) -> T:

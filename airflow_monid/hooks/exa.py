@@ -7,8 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from airflow_monid._connection import read_extra
-from airflow_monid._http import ApiProfile, ApiRequest, ApiResponse, ApiSettings, build_path
-from airflow_monid.exceptions import MonidConfigError, MonidPaginationLoopError, MonidResponseError
+from airflow_monid._request_policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings, build_path
+from airflow_monid.exceptions import (
+    MonidConfigError,
+    MonidPaginationLoopError,
+    MonidResponseError,
+    PermanentAPIError,
+    PermanentError,
+    ProviderError,
+)
 from airflow_monid.hooks._api_hook import ApiHook, Call
 from airflow_monid.models.exa import ExaMonitor, ExaMonitorRun, ExaMonitorType, ExaPage, ExaRunStatus, RunWindow
 
@@ -231,11 +238,57 @@ class ExaHook(ApiHook):
             "Exa monitor %s: run %s was %s and a newer run %s (created %s) replaced it; following %s.",
             monitor_id,
             old.id,
-            old.status_text,
+            old.raw_status,
             new.id,
             new.created_at,
             new.id,
         )
+
+    def check_monitor(self, monitor_id: str, monitor_type: Any = "search") -> ExaMonitor | None:
+        """Fail on a monitor that will never produce a run; warn on a paused one.
+
+        :raises PermanentError: the monitor does not exist (404), is disabled, or the key is refused.
+        :return: the monitor, or ``None`` when it could not be read for a transient reason (the caller
+            goes on: a monitor check must not end a wait on one 5xx).
+        """
+        try:
+            monitor = self.get_monitor(monitor_id, monitor_type)
+        except PermanentAPIError as exc:
+            raise self._monitor_error(monitor_id, monitor_type, exc) from None
+        except PermanentError:
+            raise
+        except ProviderError as exc:
+            self.log.warning("Could not check Exa %s monitor %s (%s); going on.", monitor_type, monitor_id, exc)
+            return None
+        return self._judge_monitor(monitor, monitor_type)
+
+    async def acheck_monitor(self, monitor_id: str, monitor_type: Any = "search") -> ExaMonitor:
+        """:meth:`check_monitor` for the triggerer: every error propagates (the trigger's loop tolerates
+        the transient ones)."""
+        try:
+            monitor = await self.aget_monitor(monitor_id, monitor_type)
+        except PermanentAPIError as exc:
+            raise self._monitor_error(monitor_id, monitor_type, exc) from None
+        return self._judge_monitor(monitor, monitor_type)
+
+    @staticmethod
+    def _monitor_error(monitor_id: str, monitor_type: Any, exc: PermanentAPIError) -> PermanentError:
+        if exc.status_code == 404:
+            return PermanentError(
+                f"Exa {ExaMonitorType.parse(monitor_type).value} monitor {monitor_id} does not exist: {exc}"
+            )
+        return exc
+
+    def _judge_monitor(self, monitor: ExaMonitor, monitor_type: Any) -> ExaMonitor:
+        label = f"Exa {ExaMonitorType.parse(monitor_type).value} monitor {monitor.id}"
+        if monitor.is_disabled:
+            raise PermanentError(
+                f"{label} is disabled, so no run will come (Exa disables a monitor after repeated authentication "
+                "failures); re-enable it in Exa, then clear this task."
+            )
+        if monitor.is_paused:
+            self.log.warning("%s is paused: it has no scheduled runs, only manually triggered ones.", label)
+        return monitor
 
     def test_connection(self) -> tuple[bool, str]:
         """``GET /monitors?limit=1`` (free): checks the URL, the key and the search monitors path."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_monid._http import _NOT_RESENT, ApiProfile, ApiRequest, ApiResponse, build_path
+from airflow_monid._request_policy import NOT_RESENT, ApiProfile, ApiRequest, ApiResponse, build_path
 from airflow_monid._validation import require_json_object, require_text
 from airflow_monid.exceptions import (
     MonidAPIError,
@@ -53,8 +53,7 @@ def _submitted_run(response: ApiResponse) -> MonidRun:
     except MonidResponseError as exc:
         raise MonidUnclearSubmitError(
             f"Monid API POST /v1/run answered HTTP {response.status_code} "
-            f"(x-request-id: {response.request_id or 'none'}) with a body that is not a usable run: {exc} "
-            + _NOT_RESENT
+            f"(x-request-id: {response.request_id or 'none'}) with a body that is not a usable run: {exc} " + NOT_RESENT
         ) from None
 
 
@@ -172,6 +171,7 @@ class MonidHook(ApiHook):
     def app_url(self) -> str:
         from airflow_monid._connection import read_extra
 
+        self.settings  # noqa: B018 - loads the extras
         value = read_extra(self.connection_extras, self.conn_type, "app_url")
         return str(value or self.default_app_url).rstrip("/")
 

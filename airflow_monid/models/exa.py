@@ -80,7 +80,7 @@ class ExaMonitorRun(RawModel):
 
     id: str
     monitor_id: Any = Field(default=None, alias="monitorId")
-    status_text: Any = Field(default=None, alias="status")
+    raw_status: Any = Field(default=None, alias="status")  # as the API spelled it; ``status`` is the enum
     output: Any = None
     fail_reason: Any = Field(default=None, alias="failReason")
     failed_reason: Any = Field(default=None, alias="failedReason")
@@ -89,8 +89,13 @@ class ExaMonitorRun(RawModel):
     updated_at: Any = Field(default=None, alias="updatedAt")
 
     @property
+    def status_text(self) -> Any:
+        """The first releases' name of :attr:`raw_status`."""
+        return self.raw_status
+
+    @property
     def status(self) -> ExaRunStatus:
-        return ExaRunStatus.parse(self.status_text)
+        return ExaRunStatus.parse(self.raw_status)
 
     @property
     def created(self) -> datetime | None:
@@ -104,7 +109,7 @@ class ExaMonitorRun(RawModel):
 
     def describe(self) -> str:
         """One line for logs and errors: id, raw status and reason."""
-        text = f"run {self.id} ({self.status_text}"
+        text = f"run {self.id} ({self.raw_status}"
         if self.reason:
             text += f", reason: {self.reason}"
         return text + ")"
@@ -195,10 +200,10 @@ def run_outcome(run: ExaMonitorRun, label: str) -> dict[str, Any]:
     """
     status = run.status
     if not status.is_terminal:
-        raise MonidRunError(f"{label} run {run.id} is still {run.status_text!r}: no outcome yet.", run_id=run.id)
+        raise MonidRunError(f"{label} run {run.id} is still {run.raw_status!r}: no outcome yet.", run_id=run.id)
     if status.is_success:
         return run.raw
-    message = f"{label} run {run.id} ended {run.status_text}: {run.reason or 'no reason given'}"
+    message = f"{label} run {run.id} ended {run.raw_status}: {run.reason or 'no reason given'}"
     if status is ExaRunStatus.FAILED and run.reason in RETRYABLE_FAIL_REASONS:
-        raise MonidRunError(message + " (a new run may succeed)", run_id=run.id, status=str(run.status_text))
-    raise MonidRunPermanentError(message, run_id=run.id, status=str(run.status_text))
+        raise MonidRunError(message + " (a new run may succeed)", run_id=run.id, status=str(run.raw_status))
+    raise MonidRunPermanentError(message, run_id=run.id, status=str(run.raw_status))

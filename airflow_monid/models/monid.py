@@ -34,9 +34,15 @@ class MonidRunStatus(str, Enum):
         return self in _TERMINAL
 
     @property
-    def is_success(self) -> bool:
-        """The lifecycle ended normally; the provider status still decides whether data came back."""
+    def is_completed(self) -> bool:
+        """Only ``COMPLETED``: the provider answered. Whether with data, ``providerResponse`` says
+        (:func:`airflow_monid._outcome.judge`)."""
         return self is MonidRunStatus.COMPLETED
+
+    @property
+    def is_success(self) -> bool:
+        """Deprecated name of :attr:`is_completed` (it never meant the data was good)."""
+        return self.is_completed
 
 
 _TERMINAL = frozenset(
@@ -64,7 +70,7 @@ class MonidRun(RawModel):
     label = "a Monid run"
 
     run_id: str = Field(alias="runId")
-    status_text: Any = Field(default=None, alias="status")
+    raw_status: Any = Field(default=None, alias="status")  # as the API spelled it; ``status`` is the enum
     # Loose types on purpose: a field of an unexpected type must not make a finished run unreadable.
     provider: Any = None
     endpoint: Any = None
@@ -78,8 +84,13 @@ class MonidRun(RawModel):
     stoppable: Any = None
 
     @property
+    def status_text(self) -> Any:
+        """The first releases' name of :attr:`raw_status`."""
+        return self.raw_status
+
+    @property
     def status(self) -> MonidRunStatus:
-        return MonidRunStatus.parse(self.status_text)
+        return MonidRunStatus.parse(self.raw_status)
 
     def summary(self) -> dict[str, Any]:
         """The run's JSON as received, minus ``output`` and ``input`` (the ``run`` XCom)."""

@@ -5,33 +5,36 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
+from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger
+from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._validation import require_positive, require_text
 from airflow_monid.exceptions import (
-    MonidAPIError,
-    MonidConfigError,
-    MonidError,
-    MonidPermanentError,
-    MonidRunError,
-    MonidUnclearSubmitError,
+    ConfigError,
+    ExaRunError,
+    ExaUnclearTriggerError,
+    ExaUnclearTriggerPermanentError,
+    PermanentAPIError,
+    PermanentError,
+    ProviderError,
+    UnclearRequestError,
 )
 from airflow_monid.hooks.exa import RUNS_PAGE_SIZE, ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, run_outcome
-from airflow_monid.sensors.exa import check_monitor
-from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral, try_number_of
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.triggers.base import BaseTrigger
 
 LEDGER_KEY = "exa_monitor_run"
-# After an unclear trigger (answer lost), the runs list is read this many times, ``poll_interval``
-# apart, for the run the request may have created.
-UNCLEAR_CHECKS = 3
+# Phases of the ledger entry around the billed trigger (README "Decision table", Exa rows).
+ABOUT_TO_TRIGGER = "about_to_trigger"  # written before POST /trigger, with the snapshot of run ids
+TRIGGERED = "triggered"  # written once Exa answered {"triggered": true}
 _REUSABLE = frozenset({ExaRunStatus.PENDING, ExaRunStatus.RUNNING, ExaRunStatus.UNKNOWN, ExaRunStatus.COMPLETED})
 
 
@@ -39,16 +42,18 @@ def monitor_digest(monitor_id: str) -> str:
     return hashlib.sha256(f"exa-search-monitor:{monitor_id}".encode()).hexdigest()
 
 
-class ExaTriggerMonitorOperator(BaseOperator):
+class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
     """Trigger a search monitor run (``POST /monitors/{id}/trigger``, billed) and wait for it.
 
     Exa answers the trigger without a run id, so the ids on the first page of runs are read before
     the trigger and the run is the newest one not among them. The wait is the sensor's: a run
     cancelled because a newer run replaced it is followed, ``completed`` succeeds with the run's JSON.
 
-    A retry reuses the run an earlier try started (pending, running or completed and not yet
-    delivered), kept in ``task_state_store`` on Airflow 3.3+, instead of paying again. A trigger whose
-    answer was lost is never repeated: the task adopts the one new run, or fails saying why.
+    On Airflow 3.3+ the payment is bracketed in ``task_state_store``: ``about_to_trigger`` (with the
+    snapshot) before the POST, ``triggered`` after Exa's answer, the run id once it is seen. A retry
+    that finds ``triggered`` waits for the new run and adopts it; one that finds only
+    ``about_to_trigger`` (the answer was lost) looks for a new run for ``unclear_grace`` seconds and
+    otherwise fails without retry, unless ``retrigger_on_unclear``. It never triggers twice by accident.
 
     :param monitor_id: the search monitor (templated).
     :param monitor_type: only ``search``: Websets monitors have no manual trigger.
@@ -57,9 +62,13 @@ class ExaTriggerMonitorOperator(BaseOperator):
     :param wait_for_completion: wait for a terminal run; ``False`` returns the run as soon as it is found.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     :param poll_interval: seconds between polls (> 0).
-    :param timeout: seconds to wait for the run to appear and finish (> 0). Exa cannot cancel a run,
-        so on timeout the run goes on and a retry reuses it.
+    :param timeout: seconds to wait for the run to appear and finish (> 0), capped by
+        ``execution_timeout``. Exa cannot cancel a run, so at the deadline the run goes on and a retry
+        waits for it again.
     :param durable: remember the run in ``task_state_store`` so a retry reuses it.
+    :param unclear_grace: seconds a try looks for the run of a trigger whose answer was lost.
+    :param retrigger_on_unclear: when no run appeared after an unclear trigger, pay for a new one
+        instead of failing.
     """
 
     template_fields: Sequence[str] = ("monitor_id", "exa_conn_id")
@@ -77,13 +86,15 @@ class ExaTriggerMonitorOperator(BaseOperator):
         poll_interval: float = 30,
         timeout: float = 3600,
         durable: bool = True,
+        unclear_grace: float = 120,
+        retrigger_on_unclear: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if ExaMonitorType.parse(monitor_type) is not ExaMonitorType.SEARCH:
-            raise MonidConfigError("monitor_type must be 'search': Websets monitors have no manual trigger.")
+            raise ConfigError("monitor_type must be 'search': Websets monitors have no manual trigger.")
         if isinstance(monitor_id, str) and not monitor_id.strip():
-            raise MonidConfigError(f"monitor_id must be a non-empty string, got {monitor_id!r}.")
+            raise ConfigError(f"monitor_id must be a non-empty string, got {monitor_id!r}.")
         self.monitor_id = monitor_id
         self.monitor_type = "search"
         self.exa_conn_id = exa_conn_id
@@ -93,24 +104,71 @@ class ExaTriggerMonitorOperator(BaseOperator):
         self.poll_interval = require_positive(poll_interval, "poll_interval")
         self.timeout = require_positive(timeout, "timeout")
         self.durable = durable
+        self.unclear_grace = require_positive(unclear_grace, "unclear_grace")
+        self.retrigger_on_unclear = retrigger_on_unclear
         self.run_id: str | None = None
-
-    @property
-    def _label(self) -> str:
-        return f"Exa search monitor {self.monitor_id}"
+        self._context: Any = None
 
     def _hook(self) -> ExaHook:
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
 
     def _ledger(self, context: Context) -> RunLedger:
-        return RunLedger(context, enabled=self.durable, key=LEDGER_KEY)
+        return RunLedger(context, enabled=self.durable, key=LEDGER_KEY, cycle=cycle_of(context, self.retries))
 
-    def _known(self, context: Context, ledger: RunLedger, run: ExaMonitorRun) -> None:
+    def _known(self, context: Context, run: ExaMonitorRun) -> None:
         """Persist and publish a run id the moment it is known (also a replacement followed later)."""
         if run.id != self.run_id:
-            ledger.remember(run.id, monitor_digest(self.monitor_id))
+            self._ledger(context).remember(run.id, monitor_digest(self.monitor_id))
             context["ti"].xcom_push(key="run_id", value=run.id)
             self.run_id = run.id
+
+    # --- the lifecycle's plug-ins ------------------------------------------------------------------
+
+    def _label(self) -> str:
+        return f"Exa search monitor {self.monitor_id}"
+
+    def _run_id(self, run: ExaMonitorRun) -> str:
+        return run.id
+
+    def _status_of(self, run: ExaMonitorRun) -> tuple[bool, str]:
+        return run.status.is_terminal, str(run.raw_status)
+
+    def _fetch(self, run_id: str) -> ExaMonitorRun:
+        hook = self._hook()
+        return hook.follow_replacement(self.monitor_id, hook.get_run(self.monitor_id, run_id))
+
+    def _seen(self, context: Any, run: ExaMonitorRun) -> None:
+        self._known(context, run)
+
+    def _poll_interval(self) -> float:
+        return self.poll_interval
+
+    def _trigger(self, run_id: str | None, deadline: Deadline) -> BaseTrigger:
+        return ExaMonitorRunTrigger(
+            monitor_id=self.monitor_id,
+            exa_conn_id=self.exa_conn_id,
+            poll_interval=self.poll_interval,
+            end_time=deadline.end_time,
+            monitor_type="search",
+            run_id=run_id,
+            search_monitors_path=self._hook().prefix("search"),
+        )
+
+    def _complete(self, context: Context, run: ExaMonitorRun) -> dict[str, Any]:
+        self._known(context, run)
+        result = run_outcome(run, self._label())
+        self._ledger(context).mark_delivered()
+        return result
+
+    def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
+        # Retryable: the run is in the ledger, so a retry waits for it again instead of paying.
+        message = (
+            f"{self._label()} run {run_id} did not finish by the deadline ({deadline.describe()}). Exa cannot "
+            f"cancel a run, so it goes on; a retry of this task waits for the same run. {why}"
+        )
+        if deadline.bound == "execution_timeout":
+            raise AirflowTaskTimeout(message)
+        raise ExaRunError(message, run_id=run_id)
 
     # --- execute --------------------------------------------------------------------------------
 
@@ -119,53 +177,63 @@ class ExaTriggerMonitorOperator(BaseOperator):
         self.run_id = None  # per try: a retry republishes the run id even when it reuses the run
         hook = self._hook()
         hook.prefix("search")  # a bad URL, key or path extra fails here, before any money is spent
-        ledger = self._ledger(context)
-        end_time = time.time() + self.timeout
-        run = self._reuse_stored(hook, ledger, monitor_id)
-        if run is None:
-            if not ledger.available and try_number_of(context) > 1:
-                self.log.warning(
-                    "Retry without task_state_store (Airflow < 3.3): the run an earlier try paid for cannot be "
-                    "recognised, so a new run is triggered."
-                )
-            check_monitor(hook, monitor_id, "search", self.log)
-            run = self._trigger(hook, monitor_id, end_time)
-        self._known(context, ledger, run)
+        deadline = Deadline.for_try(context, self.timeout, self.execution_timeout)
+        run = self._obtain_run(context, hook, monitor_id, deadline)
+        self._known(context, run)
         if not self.wait_for_completion:
-            self.log.info("%s run %s is %s; not waiting.", self._label, run.id, run.status_text)
+            self.log.info("%s run %s is %s; not waiting.", self._label(), run.id, run.raw_status)
+            self._ledger(context).mark_delivered()
             return run.raw
-        if self.deferrable:
-            run = self._fetch(hook, run.id)
-            self._known(context, ledger, run)
-            if run.status.is_terminal:
-                return self._finish(run, ledger)
-            self._defer(context, hook, run.id, end_time)
-        return self._poll_on_worker(context, hook, ledger, run.id, end_time)
+        return self._await(context, run, deadline)
 
-    def _reuse_stored(self, hook: ExaHook, ledger: RunLedger, monitor_id: str) -> ExaMonitorRun | None:
-        stored = ledger.load()
-        if stored is None:
-            return None
-        run_id = stored["run_id"]
-        if stored.get("hash") != monitor_digest(monitor_id):
-            self.log.info("Stored run %s was for another monitor: triggering a new run.", run_id)
-            return None
-        if stored.get("delivered"):
-            self.log.info("Stored run %s was already delivered by a successful try: triggering a new run.", run_id)
-            return None
+    def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
+        """Resume after the trigger (``end_time`` is accepted for tasks deferred by the first releases)."""
+        return self._resume(context, event)
+
+    def _obtain_run(self, context: Context, hook: ExaHook, monitor_id: str, deadline: Deadline) -> ExaMonitorRun:
+        """Reuse, adopt, or trigger (README "Decision table", Exa rows)."""
+        ledger = self._ledger(context)
+        entry = ledger.load() or {}
+        digest = monitor_digest(monitor_id)
+        same = entry.get("hash") == digest and not (entry.get("delivered") and entry.get("cycle") != ledger.cycle)
+        phase = entry.get("phase")
+        if same and isinstance(entry.get("run_id"), str):
+            reused = self._reuse_stored(hook, monitor_id, entry["run_id"], bool(entry.get("delivered")))
+            if reused is not None:
+                return reused
+        elif same and phase == TRIGGERED:
+            self.log.info("An earlier try triggered %s (answer received): waiting for its run.", self._label())
+            return self._await_new_run(hook, monitor_id, set(entry.get("snapshot") or []), deadline.end_time)
+        elif same and phase == ABOUT_TO_TRIGGER:
+            adopted = self._adopt_after_unclear(hook, monitor_id, set(entry.get("snapshot") or []), "an earlier try")
+            if adopted is not None:
+                return adopted
+        elif not ledger.available and try_number_of(context) > ledger.cycle:
+            self.log.warning(
+                "Retry without task_state_store (Airflow < 3.3): the run an earlier try paid for cannot be "
+                "recognised, so a new run is triggered."
+            )
+        hook.check_monitor(monitor_id, "search")  # a missing or disabled monitor fails before paying
+        return self._trigger_new(context, hook, monitor_id, ledger, deadline.end_time)
+
+    def _reuse_stored(self, hook: ExaHook, monitor_id: str, run_id: str, delivered: bool) -> ExaMonitorRun | None:
         try:
             run = hook.follow_replacement(monitor_id, hook.get_run(monitor_id, run_id))
-        except MonidAPIError as exc:
+        except PermanentAPIError as exc:
             if exc.status_code != 404:
                 raise
             self.log.warning("Stored run %s is unknown to Exa (404): triggering a new run.", run_id)
             return None
         if run.status in _REUSABLE:
             self.log.info(
-                "Reusing %s run %s from an earlier try (%s): not triggering.", self._label, run.id, run.status_text
+                "Reusing %s run %s from an earlier try (%s%s): not triggering.",
+                self._label(),
+                run.id,
+                run.raw_status,
+                ", already delivered once" if delivered else "",
             )
             return run
-        self.log.info("Stored run %s ended %s: triggering a new run.", run.id, run.status_text)
+        self.log.info("Stored run %s ended %s: triggering a new run.", run.id, run.raw_status)
         return None
 
     def _snapshot(self, hook: ExaHook, monitor_id: str) -> set[str]:
@@ -176,138 +244,91 @@ class ExaTriggerMonitorOperator(BaseOperator):
         page = hook.list_runs(monitor_id, "search", limit=RUNS_PAGE_SIZE).runs()
         return [run for run in page if run.id not in snapshot]
 
-    def _trigger(self, hook: ExaHook, monitor_id: str, end_time: float) -> ExaMonitorRun:
+    def _trigger_new(
+        self, context: Context, hook: ExaHook, monitor_id: str, ledger: RunLedger, end_time: float
+    ) -> ExaMonitorRun:
         # Ids, not times: Exa's clock and ours differ, and the trigger answer names no run.
         snapshot = self._snapshot(hook, monitor_id)
+        intent = {"hash": monitor_digest(monitor_id), "snapshot": sorted(snapshot), "at": time.time()}
+        ledger.write({**intent, "phase": ABOUT_TO_TRIGGER})
         try:
             answer = hook.trigger_monitor(monitor_id)
-        except MonidUnclearSubmitError as exc:
-            return self._adopt_after_unclear(hook, monitor_id, snapshot, exc)
-        except MonidAPIError as exc:
-            if exc.is_permanent:
-                raise MonidPermanentError(str(exc)) from None
-            raise
+        except UnclearRequestError as exc:
+            self.log.warning("The trigger's answer was lost: %s", exc)
+            adopted = self._adopt_after_unclear(hook, monitor_id, snapshot, "this try")
+            if adopted is None:
+                raise ExaUnclearTriggerError(f"{self._label()}: {exc}") from None
+            return adopted
         if answer.get("triggered") is not True:
-            raise MonidPermanentError(f"{self._label} was not triggered: Exa answered {answer!r}.")
-        self.log.info("Triggered %s; looking for the run it started.", self._label)
+            raise PermanentError(f"{self._label()} was not triggered: Exa answered {answer!r}.")
+        ledger.write({**intent, "phase": TRIGGERED})
+        self.log.info("Triggered %s; looking for the run it started.", self._label())
+        return self._await_new_run(hook, monitor_id, snapshot, end_time)
+
+    def _await_new_run(self, hook: ExaHook, monitor_id: str, snapshot: set[str], end_time: float) -> ExaMonitorRun:
+        """The run a received trigger started. Transient list errors are waited out; a try that dies
+        here leaves ``triggered`` behind, so its retry waits too instead of paying again."""
         while True:
-            new = self._new_runs(hook, monitor_id, snapshot)
+            try:
+                new = self._new_runs(hook, monitor_id, snapshot)
+            except PermanentError:
+                raise
+            except ProviderError as exc:
+                self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
+                new = []
             if new:
-                self.log.info("%s: the triggered run is %s.", self._label, new[0].describe())
+                self.log.info("%s: the triggered run is %s.", self._label(), new[0].describe())
                 return new[0]
             remaining = end_time - time.time()
             if remaining <= 0:
-                # Not retryable: a retry could not tell this run from another and would pay again.
-                raise MonidPermanentError(
-                    f"{self._label} was triggered but no new run appeared within timeout={self.timeout:.0f} s; "
-                    "check the monitor's runs before clearing this task."
+                # Retryable: the ledger says "triggered", so the retry keeps looking and never pays again.
+                raise ExaRunError(
+                    f"{self._label()} was triggered but no new run appeared within the deadline; a retry of "
+                    "this task keeps looking for it (it does not trigger again)."
                 )
             time.sleep(min(self.poll_interval, remaining))
 
     def _adopt_after_unclear(
-        self, hook: ExaHook, monitor_id: str, snapshot: set[str], exc: MonidUnclearSubmitError
-    ) -> ExaMonitorRun:
-        self.log.warning("The trigger's answer was lost; looking for the run it may have started: %s", exc)
-        new: list[ExaMonitorRun] = []
-        for check in range(UNCLEAR_CHECKS):
-            if check:
-                time.sleep(self.poll_interval)
-            new = self._new_runs(hook, monitor_id, snapshot)
-            if new:
-                break
-        if len(new) == 1:
-            self.log.info("Adopting %s, the one run that appeared after the unclear trigger.", new[0].describe())
-            return new[0]
-        found = ", ".join(run.id for run in new) if new else "none"
-        raise MonidPermanentError(
-            f"{self._label}: the trigger request may have reached Exa but its answer was lost, and "
-            f"{len(new)} new run(s) appeared ({found}), so this task cannot tell which run it started. Not "
-            "triggering again (each run is billed): check the monitor's runs, then clear this task."
+        self, hook: ExaHook, monitor_id: str, snapshot: set[str], who: str
+    ) -> ExaMonitorRun | None:
+        """The run of a trigger whose answer was lost: looked for during ``unclear_grace`` seconds.
+
+        One new run is adopted (the newest when several appeared: a trigger starts the newest run).
+        None → fail without retry, or ``None`` (trigger again) with ``retrigger_on_unclear``.
+        """
+        self.log.warning(
+            "%s sent the trigger of %s but its answer was lost: looking for the run it may have started "
+            "(up to %.0f s).",
+            who,
+            self._label(),
+            self.unclear_grace,
         )
-
-    # --- waiting: the sensor's decisions, on the worker or in the triggerer ------------------------
-
-    def _fetch(self, hook: ExaHook, run_id: str) -> ExaMonitorRun:
-        return hook.follow_replacement(self.monitor_id, hook.get_run(self.monitor_id, run_id))
-
-    def _defer(self, context: Context, hook: ExaHook, run_id: str, end_time: float) -> NoReturn:
-        self.log.info("Deferring until %s run %s is terminal.", self._label, run_id)
-        remember_deferral(context)
-        self.defer(
-            trigger=ExaMonitorRunTrigger(
-                monitor_id=self.monitor_id,
-                exa_conn_id=self.exa_conn_id,
-                poll_interval=self.poll_interval,
-                end_time=end_time,
-                monitor_type="search",
-                run_id=run_id,
-                search_monitors_path=hook.prefix("search"),
-            ),
-            method_name="execute_complete",
-            kwargs={"end_time": end_time},
-            timeout=None,  # the trigger carries the absolute deadline and reports it
-        )
-
-    def _poll_on_worker(self, context: Context, hook: ExaHook, ledger: RunLedger, run_id: str, end_time: float) -> Any:
+        give_up = time.time() + self.unclear_grace
         while True:
             try:
-                run = self._fetch(hook, run_id)
-            except MonidAPIError as exc:
-                if exc.is_permanent:
-                    raise
-                self.log.warning("Polling %s run %s failed (%s); trying again.", self._label, run_id, exc)
-            except MonidPermanentError:
+                new = self._new_runs(hook, monitor_id, snapshot)
+            except PermanentError:
                 raise
-            except MonidError as exc:
-                self.log.warning("Polling %s run %s failed (%s); trying again.", self._label, run_id, exc)
-            else:
-                self._known(context, ledger, run)
-                run_id = run.id
-                if run.status.is_terminal:
-                    return self._finish(run, ledger)
-                self.log.info("%s run %s is %s.", self._label, run.id, run.status_text)
-            remaining = end_time - time.time()
+            except ProviderError as exc:
+                self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
+                new = []
+            if new:
+                self.log.info("Adopting %s, the run that appeared after the unclear trigger.", new[0].describe())
+                return new[0]
+            remaining = give_up - time.time()
             if remaining <= 0:
-                self._timed_out(run_id)
+                break
             time.sleep(min(self.poll_interval, remaining))
-
-    def _timed_out(self, run_id: str) -> NoReturn:
-        # Retryable: the run is in the ledger, so a retry waits for it again instead of paying.
-        raise MonidRunError(
-            f"{self._label} run {run_id} did not finish within timeout={self.timeout:.0f} s. Exa cannot cancel "
-            "a run, so it goes on; a retry of this task waits for the same run.",
-            run_id=run_id,
+        if self.retrigger_on_unclear:
+            self.log.warning("No new run appeared: triggering again (retrigger_on_unclear=True).")
+            return None
+        raise ExaUnclearTriggerPermanentError(
+            f"{self._label()}: the trigger request may have reached Exa but its answer was lost, and no new run "
+            f"appeared within unclear_grace={self.unclear_grace:.0f} s. Not triggering again (each run is "
+            "billed): check the monitor's runs, then clear this task, or set retrigger_on_unclear=True."
         )
 
-    def _finish(self, run: ExaMonitorRun, ledger: RunLedger) -> dict[str, Any]:
-        result = run_outcome(run, self._label)
-        ledger.mark_delivered()
-        return result
-
-    def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
-        """Resume after the trigger: validate the event, fetch the run once, apply the outcome."""
-        hook = self._hook()
-        ledger = self._ledger(context)
-        if is_stale_resume(context):
-            return self._resume_stale(context, hook, ledger, event)
-        parsed = parse_event(event)
-        run_id = parsed.run_id or self.run_id or ""
-        if parsed.status == "timeout":
-            self._timed_out(run_id)
-        if parsed.status == "error":
-            raise MonidError(f"Waiting for {self._label} run {run_id} failed: {parsed.message}")
-        run = self._fetch(hook, run_id)
-        self._known(context, ledger, run)
-        if not run.status.is_terminal:
-            if end_time is not None and time.time() < end_time:
-                self._defer(context, hook, run.id, end_time)  # a newer run replaced it after the trigger looked
-            raise MonidRunError(
-                f"{self._label} run {run.id} was reported terminal but is now {run.status_text!r}: outcome unknown.",
-                run_id=run.id,
-            )
-        return self._finish(run, ledger)
-
-    def _resume_stale(self, context: Context, hook: ExaHook, ledger: RunLedger, event: Any) -> Any:
+    def _resume_stale(self, context: Context, event: Any) -> Any:
         """A retry that Airflow 3.0 resumed with the previous try's event.
 
         The event still names the run that try paid for, which matters without a run ledger
@@ -315,18 +336,15 @@ class ExaTriggerMonitorOperator(BaseOperator):
         """
         run_id = event.get("run_id") if isinstance(event, dict) else None
         if not isinstance(run_id, str) or not run_id:
-            self.log.warning("Resumed with the event of an earlier try: starting afresh.")
-            return self.execute(context)
-        run = self._fetch(hook, run_id)
+            return super()._resume_stale(context, event)
+        run = self._fetch(run_id)
         if run.status not in _REUSABLE:
             self.log.warning(
                 "Resumed with the event of an earlier try, whose run %s ended %s: starting afresh.",
                 run.id,
-                run.status_text,
+                run.raw_status,
             )
             return self.execute(context)
         self.log.warning("Resumed with the event of an earlier try: waiting for its run %s again.", run.id)
-        self._known(context, ledger, run)
-        if run.status.is_terminal:
-            return self._finish(run, ledger)
-        self._defer(context, hook, run.id, time.time() + self.timeout)
+        self._known(context, run)
+        return self._await(context, run, Deadline.for_try(context, self.timeout, self.execution_timeout))

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.common.compat.sdk import (
-    AirflowFailException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    BaseSensorOperator,
-    PokeReturnValue,
-    conf,
-)
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_monid._deferral import Deadline
+from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._validation import require_text
-from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError, MonidPermanentError
+from airflow_monid.exceptions import MonidConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
-from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time, run_outcome
-from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral
+from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time, run_outcome
+from airflow_monid.sensors.monid import sensor_fail, sensor_timeout
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.triggers.base import BaseTrigger
 
 
 def to_utc(value: Any, name: str) -> datetime | None:
@@ -37,7 +32,7 @@ def to_utc(value: Any, name: str) -> datetime | None:
     parsed = parse_time(value)
     if parsed is None:
         raise MonidConfigError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def default_window(context: Any) -> tuple[datetime | None, datetime | None]:
@@ -54,36 +49,7 @@ def default_window(context: Any) -> tuple[datetime | None, datetime | None]:
     return start or to_utc(getattr(dag_run, "run_after", None), "run_after"), None
 
 
-def check_monitor(hook: ExaHook, monitor_id: str, monitor_type: str, log: Any) -> None:
-    """Fail at once on a monitor that will never produce the awaited run; warn on a paused one.
-
-    :raises MonidPermanentError: the monitor does not exist (404), is disabled, or the key is refused.
-    """
-    label = f"Exa {monitor_type} monitor {monitor_id}"
-    try:
-        monitor = hook.get_monitor(monitor_id, monitor_type)
-    except MonidAPIError as exc:
-        if exc.status_code == 404:
-            raise MonidPermanentError(f"{label} does not exist: {exc}") from None
-        if exc.is_permanent:
-            raise MonidPermanentError(str(exc)) from None
-        log.warning("Could not check %s (%s); waiting anyway.", label, exc)
-        return
-    except MonidPermanentError:
-        raise
-    except MonidError as exc:
-        log.warning("Could not check %s (%s); waiting anyway.", label, exc)
-        return
-    if monitor.is_disabled:
-        raise MonidPermanentError(
-            f"{label} is disabled, so no run will come (Exa disables a monitor after repeated authentication "
-            "failures); re-enable it in Exa, then clear this task."
-        )
-    if monitor.is_paused:
-        log.warning("%s is paused: it has no scheduled runs, only manually triggered ones.", label)
-
-
-class ExaMonitorRunSensor(BaseSensorOperator):
+class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
     """Wait until an Exa monitor run is terminal; succeed when it completed.
 
     With ``run_id`` it waits for that run. Without, it selects the oldest run created in
@@ -130,24 +96,16 @@ class ExaMonitorRunSensor(BaseSensorOperator):
         self.search_monitors_path = search_monitors_path
         self.deferrable = deferrable
         self._followed: str | None = None  # the run selected or followed so far, within one process
-
-    @property
-    def _label(self) -> str:
-        return f"Exa {self.monitor_type} monitor {self.monitor_id}"
+        self._context: Any = None
 
     def _hook(self) -> ExaHook:
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
-
-    def _fail(self, message: str) -> NoReturn:
-        if self.soft_fail:
-            raise AirflowSkipException(message)
-        raise AirflowFailException(message)
 
     def _window(self, context: Context) -> tuple[datetime | None, datetime | None]:
         after, before = to_utc(self.created_after, "created_after"), to_utc(self.created_before, "created_before")
         if after is None or (before is None and self.created_before in (None, "", "None")):
             default_after, default_before = default_window(context)
-            after = after or default_after or datetime.now(timezone.utc)
+            after = after or default_after or datetime.now(UTC)
             before = before or default_before
         if before is not None and after >= before:
             raise MonidConfigError(f"created_after ({after}) must be earlier than created_before ({before}).")
@@ -155,8 +113,8 @@ class ExaMonitorRunSensor(BaseSensorOperator):
 
     def _check(self, hook: ExaHook) -> None:
         try:
-            check_monitor(hook, self.monitor_id, self.monitor_type, self.log)
-        except MonidPermanentError as exc:
+            hook.check_monitor(self.monitor_id, self.monitor_type)
+        except PermanentError as exc:
             self._fail(str(exc))
 
     def _current_run(self, hook: ExaHook, context: Context) -> ExaMonitorRun | None:
@@ -165,106 +123,105 @@ class ExaMonitorRunSensor(BaseSensorOperator):
             after, before = self._window(context)
             found = hook.find_run(self.monitor_id, self.monitor_type, after, before)
             if found is None:
-                self.log.info("%s has no run created in [%s, %s) yet.", self._label, after, before or "no bound")
+                self.log.info("%s has no run created in [%s, %s) yet.", self._label(), after, before or "no bound")
                 return None
-            self.log.info("%s: selected %s, the oldest run in the window.", self._label, found.describe())
+            self.log.info("%s: selected %s, the oldest run in the window.", self._label(), found.describe())
             run_id = found.id
-        run = hook.get_run(self.monitor_id, run_id, self.monitor_type)
-        run = hook.follow_replacement(self.monitor_id, run, self.monitor_type)
+        return self._fetch(run_id)
+
+    # --- the lifecycle's plug-ins ------------------------------------------------------------------
+
+    def _label(self) -> str:
+        return f"Exa {self.monitor_type} monitor {self.monitor_id}"
+
+    def _run_id(self, run: ExaMonitorRun) -> str:
+        return run.id
+
+    def _status_of(self, run: ExaMonitorRun) -> tuple[bool, str]:
+        return run.status.is_terminal, str(run.raw_status)
+
+    def _fetch(self, run_id: str) -> ExaMonitorRun:
+        hook = self._hook()
+        run = hook.follow_replacement(
+            self.monitor_id, hook.get_run(self.monitor_id, run_id, self.monitor_type), self.monitor_type
+        )
         self._followed = run.id
         return run
 
-    def _outcome(self, context: Context, run: ExaMonitorRun) -> dict[str, Any]:
+    def _poll_interval(self) -> float:
+        return float(self.poke_interval)
+
+    def _trigger(self, run_id: str | None, deadline: Deadline) -> BaseTrigger:
+        after, before = (None, None) if run_id else self._window(self._context)
+        return ExaMonitorRunTrigger(
+            monitor_id=self.monitor_id,
+            exa_conn_id=self.exa_conn_id,
+            poll_interval=float(self.poke_interval),
+            end_time=deadline.end_time,
+            monitor_type=self.monitor_type,
+            run_id=run_id,
+            created_after=after.isoformat() if after else None,
+            created_before=before.isoformat() if before else None,
+            search_monitors_path=self._hook().prefix("search") if self.monitor_type == "search" else None,
+        )
+
+    def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
         context["ti"].xcom_push(key="run_id", value=run.id)
+        if run.status is not ExaRunStatus.COMPLETED:
+            # A run that did not complete: a monitor that died meanwhile says why better than the run.
+            self._check(self._hook())
         try:
-            return run_outcome(run, self._label)
-        except MonidError as exc:
+            return run_outcome(run, self._label())
+        except ProviderError as exc:
             self._fail(str(exc))
+
+    def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
+        what = f"run {run_id} was not terminal" if run_id else "no run was created in the window"
+        sensor_timeout(self, deadline, f"{self._label()} {what}. {why}")
+
+    def _fail(self, message: str) -> NoReturn:
+        sensor_fail(self, message)
+
+    # --- execute --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         require_text(self.monitor_id, "monitor_id")
         self._followed = None
+        self._context = context
         hook = self._hook()
         if self.run_id:
-            self.log.info("Waiting for %s run %s.", self._label, self.run_id)
+            self.log.info("Waiting for %s run %s.", self._label(), self.run_id)
         else:
             after, before = self._window(context)
             self.log.info(
-                "Waiting for the oldest %s run created in [%s, %s).", self._label, after, before or "no bound"
+                "Waiting for the oldest %s run created in [%s, %s).", self._label(), after, before or "no bound"
             )
         self._check(hook)
         if not self.deferrable:
             return super().execute(context)
+        deadline = Deadline.for_try(context, float(self.timeout), self.execution_timeout)
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        self._defer(hook, context, time.time() + float(self.timeout))
+        self._defer_until(context, self._followed or self.run_id or None, deadline)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        hook = self._hook()
         try:
-            run = self._current_run(hook, context)
-        except MonidAPIError as exc:
-            if exc.is_permanent:
-                self._fail(str(exc))
-            self.log.warning("Checking %s failed (%s); will check again.", self._label, exc)
-            return False
-        except MonidPermanentError as exc:
+            run = self._current_run(self._hook(), context)
+        except PermanentError as exc:
             self._fail(str(exc))
-        except MonidError as exc:
-            self.log.warning("Checking %s failed (%s); will check again.", self._label, exc)
+        except ProviderError as exc:  # transient: keep waiting until the sensor's timeout
+            self.log.warning("Checking %s failed (%s); will check again.", self._label(), exc)
             return False
         if run is None:
             return False
         if not run.status.is_terminal:
-            self.log.info("%s run %s is %s.", self._label, run.id, run.status_text)
+            self.log.info("%s run %s is %s.", self._label(), run.id, run.raw_status)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._outcome(context, run))
-
-    def _defer(self, hook: ExaHook, context: Context, end_time: float) -> NoReturn:
-        run_id = self._followed or self.run_id or None
-        after, before = (None, None) if run_id else self._window(context)
-        remember_deferral(context)
-        self.defer(
-            trigger=ExaMonitorRunTrigger(
-                monitor_id=self.monitor_id,
-                exa_conn_id=self.exa_conn_id,
-                poll_interval=float(self.poke_interval),
-                end_time=end_time,
-                monitor_type=self.monitor_type,
-                run_id=run_id,
-                created_after=after.isoformat() if after else None,
-                created_before=before.isoformat() if before else None,
-                search_monitors_path=hook.prefix("search") if self.monitor_type == "search" else None,
-            ),
-            method_name="execute_complete",
-            kwargs={"end_time": end_time},
-            # The trigger carries the absolute deadline and emits "timeout", so both modes end in
-            # AirflowSensorTimeout (or a skip with soft_fail) on every Airflow 3 version.
-            timeout=None,
-        )
+        return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
 
     def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
-        if is_stale_resume(context):  # Airflow 3.0 hands a retry the previous try's event
-            self.log.warning("Resumed with the event of an earlier try: starting afresh.")
-            return self.execute(context)
-        parsed = parse_event(event)
-        if parsed.status == "timeout":
-            what = f"run {parsed.run_id} was not terminal" if parsed.run_id else "no run was created in the window"
-            message = f"Sensor timed out after {self.timeout:.0f} s: {self._label} {what}."
-            if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
-        hook = self._hook()
-        self._check(hook)  # a monitor that died during the wait says so, rather than a bare error
-        if parsed.status == "error":
-            self._fail(f"Waiting for {self._label} failed: {parsed.message}")
-        run = hook.get_run(self.monitor_id, parsed.run_id, self.monitor_type)
-        run = hook.follow_replacement(self.monitor_id, run, self.monitor_type)
-        if not run.status.is_terminal:
-            # A newer run replaced the one the trigger saw end: keep waiting for it, same deadline.
-            if end_time is not None and time.time() < end_time:
-                self._followed = run.id
-                self._defer(hook, context, end_time)
-            self._fail(f"{self._label} run {run.id} was reported terminal but is now {run.status_text!r}.")
-        return self._outcome(context, run)
+        # ``end_time`` is accepted for tasks deferred by the first releases; the deadline now travels
+        # in the deferral record.
+        self._context = context
+        return self._resume(context, event)

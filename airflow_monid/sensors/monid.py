@@ -2,35 +2,57 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    AirflowTaskTimeout,
     BaseSensorOperator,
     PokeReturnValue,
     conf,
 )
 
+from airflow_monid._deferral import Deadline
+from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._outcome import apply_outcome
 from airflow_monid._validation import require_statuses, require_text
-from airflow_monid.exceptions import MonidAPIError, MonidError
+from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
-from airflow_monid.triggers._events import is_stale_resume, parse_event, remember_deferral
 from airflow_monid.triggers.monid import MonidRunSensorTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.triggers.base import BaseTrigger
 
 
-class MonidRunSensor(BaseSensorOperator):
+def sensor_fail(sensor: BaseSensorOperator, message: str) -> NoReturn:
+    """A sensor's failure without retry; a skip with ``soft_fail``."""
+    if sensor.soft_fail:
+        raise AirflowSkipException(message)
+    raise AirflowFailException(message)
+
+
+def sensor_timeout(sensor: BaseSensorOperator, deadline: Deadline, why: str) -> NoReturn:
+    """The sensor's deadline passed: ``AirflowSensorTimeout`` (a skip with ``soft_fail``), or
+    ``AirflowTaskTimeout`` when ``execution_timeout`` was the earlier bound."""
+    message = f"Sensor timed out ({deadline.describe()}): {why}"
+    if deadline.bound == "execution_timeout":
+        raise AirflowTaskTimeout(message)
+    if sensor.soft_fail:
+        raise AirflowSkipException(message)
+    raise AirflowSensorTimeout(message)
+
+
+class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
     """Wait until a Monid run is terminal; same outcome table as :class:`MonidRunOperator`.
 
-    A sensor does not own the run: it never stops it, on timeout or on kill.
+    A sensor does not own the run: it never stops it, on timeout or on kill. Transient errors while
+    waiting (network, 429, 5xx) keep it waiting until its timeout, in every mode; permanent ones (401,
+    403, 404) fail it at once.
 
     :param run_id: the run to wait for (templated).
     :param monid_conn_id: connection of type ``monid``.
@@ -55,61 +77,70 @@ class MonidRunSensor(BaseSensorOperator):
         self.allowed_provider_statuses = require_statuses(allowed_provider_statuses)
         self.deferrable = deferrable
 
-    def _outcome(self, context: Context, run: MonidRun) -> Any:
+    # --- the lifecycle's plug-ins ------------------------------------------------------------------
+
+    def _label(self) -> str:
+        return "Monid"
+
+    def _run_id(self, run: MonidRun) -> str:
+        return run.run_id
+
+    def _status_of(self, run: MonidRun) -> tuple[bool, str]:
+        return run.status.is_terminal, str(run.raw_status)
+
+    def _fetch(self, run_id: str) -> MonidRun:
+        return MonidHook(self.monid_conn_id).get_run(run_id)
+
+    def _poll_interval(self) -> float:
+        return float(self.poke_interval)
+
+    def _trigger(self, run_id: str | None, deadline: Deadline) -> BaseTrigger:
+        assert run_id is not None
+        return MonidRunSensorTrigger(
+            run_id=run_id,
+            monid_conn_id=self.monid_conn_id,
+            poll_interval=float(self.poke_interval),
+            end_time=deadline.end_time,
+        )
+
+    def _complete(self, context: Context, run: MonidRun) -> Any:
         context["ti"].xcom_push(key="run", value=run.summary())
         try:
             return apply_outcome(run, self.allowed_provider_statuses)
-        except MonidError as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(str(exc)) from None
-            raise AirflowFailException(str(exc)) from None
+        except ProviderError as exc:
+            self._fail(str(exc))
+
+    def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
+        sensor_timeout(self, deadline, why)
+
+    def _fail(self, message: str) -> NoReturn:
+        sensor_fail(self, message)
+
+    # --- execute --------------------------------------------------------------------------------
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         run_id = require_text(self.run_id, "run_id")
         try:
-            run = MonidHook(self.monid_conn_id).get_run(run_id)
-        except MonidAPIError as exc:
-            if exc.is_permanent:
-                raise AirflowFailException(str(exc)) from None
+            run = self._fetch(run_id)
+        except PermanentError as exc:
+            self._fail(str(exc))
+        except ProviderError as exc:  # transient: keep waiting until the sensor's timeout
             self.log.warning("Checking Monid run %s failed (%s); will check again.", run_id, exc)
             return False
         if not run.status.is_terminal:
-            self.log.info("Monid run %s is %s.", run_id, run.status_text)
+            self.log.info("Monid run %s is %s.", run_id, run.raw_status)
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._outcome(context, run))
+        return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         run_id = require_text(self.run_id, "run_id")
+        deadline = Deadline.for_try(context, float(self.timeout), self.execution_timeout)
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        remember_deferral(context)
-        self.defer(
-            trigger=MonidRunSensorTrigger(
-                run_id=run_id,
-                monid_conn_id=self.monid_conn_id,
-                poll_interval=float(self.poke_interval),
-                end_time=time.time() + float(self.timeout),
-            ),
-            method_name="execute_complete",
-            timeout=None,
-        )
+        self._defer_until(context, run_id, deadline)
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
-        if is_stale_resume(context):
-            self.log.warning("Resumed with the event of an earlier try: starting afresh.")
-            return self.execute(context)
-        parsed = parse_event(event)
-        if parsed.status == "timeout":
-            message = f"Sensor timed out after {self.timeout} s: {parsed.message}"
-            if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
-        if parsed.status == "error":
-            raise AirflowFailException(f"Waiting for Monid run {parsed.run_id} failed: {parsed.message}")
-        run = MonidHook(self.monid_conn_id).get_run(parsed.run_id)
-        if not run.status.is_terminal:
-            raise AirflowFailException(f"Monid run {run.run_id} was reported terminal but is now {run.status_text!r}.")
-        return self._outcome(context, run)
+        return self._resume(context, event)

@@ -8,13 +8,19 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_monid._task_state import task_state_now
+from airflow_monid._waiting import Waiter, bounded
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
-from airflow_monid.triggers._events import bounded, poll_until_terminal
+from airflow_monid.triggers._events import wait_for_event
 
 log = logging.getLogger(__name__)
 
 _ON_KILL_BUDGET = 20.0  # stays inside [triggerer] on_kill_timeout (30 s by default)
+# The task states after which nobody will wait for the run again: only then does on_kill stop it.
+# ``deferred`` means the trigger moved to another triggerer; None/scheduled/queued/running/
+# up_for_retry mean a clear or a retry, whose next try reuses the run (README "Killing a task").
+STOP_ON_STATES = frozenset({"failed", "success", "skipped", "upstream_failed"})
 
 
 class MonidRunTrigger(BaseTrigger):
@@ -68,33 +74,40 @@ class MonidRunTrigger(BaseTrigger):
         hook = self._hook()
 
         def status_of(run: MonidRun) -> tuple[bool, str]:
-            return run.status.is_terminal, str(run.status_text)
+            return run.status.is_terminal, str(run.raw_status)
 
-        event = await poll_until_terminal(
-            lambda: hook.aget_run(self.run_id),
-            status_of,
-            run_id=self.run_id,
-            end_time=self.end_time,
-            poll_interval=self.poll_interval,
-            label=f"Monid run {self.run_id}",
-            log=log,
+        waiter = Waiter(
+            end_time=self.end_time, poll_interval=self.poll_interval, label=f"Monid run {self.run_id}", log=log
         )
+        event = await wait_for_event(lambda: hook.aget_run(self.run_id), status_of, lambda: self.run_id, waiter)
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:
-        """Stop the run when a user marks the deferred task failed/success or clears it (Airflow 3.3+).
+        """Stop the run when its task will not wait for it again (Airflow 3.3+).
 
-        Only user actions call this; ``cleanup()`` and ``CancelledError`` also fire on every
-        triggerer restart, so the run is never stopped from there.
+        Airflow calls this on a user action (mark failed/success, clear) but also when the trigger
+        leaves this triggerer for another one (apache/airflow#73454). So the task's state decides:
+        stop only when it is ``failed``, ``success``, ``skipped`` or ``upstream_failed``; a state that
+        cannot be read leaves the run alone (stopping a run another triggerer waits for would waste
+        what was paid). ``cleanup()`` and plain cancellation never stop it.
         """
         if not self.owns_run:
+            return
+        state = await task_state_now(self.task_instance, _ON_KILL_BUDGET / 2)
+        if state not in STOP_ON_STATES:
+            log.info(
+                "Trigger for Monid run %s cancelled with the task %s: the run is left running (a later try "
+                "or another triggerer waits for it).",
+                self.run_id,
+                state if state is not None else "in no final state",
+            )
             return
         try:
             result = await bounded(self._hook().astop_run(self.run_id), _ON_KILL_BUDGET)
         except Exception as exc:  # best effort: the task is going away anyway
             log.warning("Could not stop Monid run %s on kill: %s", self.run_id, exc)
             return
-        log.info("Stop requested for Monid run %s on user kill: %s", self.run_id, result or "already terminal")
+        log.info("Stop requested for Monid run %s (task %s): %s", self.run_id, state, result or "already terminal")
 
 
 class MonidRunSensorTrigger(MonidRunTrigger):

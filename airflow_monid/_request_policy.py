@@ -1,22 +1,18 @@
-"""The request core shared by every hook, sync and async.
+"""The request core's policy: what a request is, and what to do with each answer. No I/O here.
 
-One description of a request (:class:`ApiRequest`) and one retry/error policy (:class:`_Attempt`)
-serve both :func:`send` (``httpx.Client``) and :func:`asend` (``httpx.AsyncClient``): the two
-functions only differ in how they wait and which client they use, the way httpx shares its
-request model between its two clients.
+One description of a request (:class:`ApiRequest`) and one retry/error policy (:class:`Attempt`)
+serve both :func:`~airflow_monid._transport.send` (``httpx.Client``) and
+:func:`~airflow_monid._transport.asend` (``httpx.AsyncClient``), the way httpx shares its request
+model between its two clients. The one written retry table is in the README ("Retry table").
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import logging
 import random
-import ssl
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,18 +20,12 @@ from urllib.parse import quote
 
 import httpx
 
-from airflow_monid.exceptions import (
-    MonidAPIError,
-    MonidConfigError,
-    MonidResponseError,
-    MonidTransportError,
-    MonidUnclearSubmitError,
-)
+from airflow_monid.exceptions import APIError, ConfigError, ResponseError, TransportError, UnclearRequestError
 
 log = logging.getLogger("airflow_monid.http")
 
 _BODY_PREVIEW = 200
-_NOT_RESENT = "It was not sent again because it spends money: a run may exist. Check the runs list before retrying."
+NOT_RESENT = "It was not sent again because it spends money: a run may exist. Check the runs list before retrying."
 
 
 def encode_segment(value: Any, what: str = "id") -> str:
@@ -46,11 +36,11 @@ def encode_segment(value: Any, what: str = "id") -> str:
     error: ids are the API's business, not ours.
     """
     if not isinstance(value, str) or not value.strip():
-        raise MonidConfigError(f"{what} must be a non-empty string, got {value!r}.")
+        raise ConfigError(f"{what} must be a non-empty string, got {value!r}.")
     try:
         encoded = quote(value, safe="")
     except UnicodeEncodeError:  # a lone surrogate (JSON allows "\\ud800") has no UTF-8 form
-        raise MonidConfigError(f"{what} is not valid Unicode text, got {value!r}.") from None
+        raise ConfigError(f"{what} is not valid Unicode text, got {value!r}.") from None
     if encoded in (".", ".."):
         encoded = encoded.replace(".", "%2E")
     return encoded
@@ -92,6 +82,26 @@ class ApiProfile:
     error_message: Callable[[Any], tuple[str | None, str | None]]
 
 
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or ``vars`` (it has no ``__dict__``)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     """Everything needed to send a request; built by a hook from its connection.
@@ -101,11 +111,22 @@ class ApiSettings:
 
     profile: ApiProfile
     base_url: str
-    api_key: str = field(repr=False)
+    api_key: Secret | str = field(repr=False)
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=10.0))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     verify: bool | str = True
     user_agent: str = "airflow-provider-monid"
+
+    def __post_init__(self) -> None:
+        # Wrapped so that not even ``vars(settings)`` (what debuggers and error reporters print) shows it.
+        if not isinstance(self.api_key, Secret):
+            object.__setattr__(self, "api_key", Secret(self.api_key))
+
+    @property
+    def key(self) -> str:
+        """The API key itself, for the one place that needs it: the auth header."""
+        assert isinstance(self.api_key, Secret)
+        return self.api_key.reveal()
 
 
 @dataclass(frozen=True)
@@ -165,7 +186,7 @@ def scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-class _Attempt:
+class Attempt:
     """The retry and error policy of one call, free of I/O so both clients share it.
 
     Each outcome of an attempt goes to :meth:`on_response` or :meth:`on_error`, which either return
@@ -205,14 +226,14 @@ class _Attempt:
 
     def on_error(self, exc: httpx.HTTPError) -> float:
         never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-        reason = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key) or 'no detail'}"
+        reason = f"{type(exc).__name__}: {scrub(str(exc), self.settings.key) or 'no detail'}"
         if self.request.paid and not never_sent:
-            raise MonidUnclearSubmitError(
-                f"{self.label}: the request may have reached the API but its answer was lost ({reason}). " + _NOT_RESENT
+            raise UnclearRequestError(
+                f"{self.label}: the request may have reached the API but its answer was lost ({reason}). " + NOT_RESENT
             ) from None
         delay = self._next_delay(reason)
         if delay is None:
-            raise MonidTransportError(f"{self.label} failed after {self.number} attempt(s): {reason}") from None
+            raise TransportError(f"{self.label} failed after {self.number} attempt(s): {reason}") from None
         return delay
 
     def on_response(self, response: httpx.Response) -> ApiResponse | float:
@@ -231,14 +252,14 @@ class _Attempt:
         if 200 <= status < 300:
             if self.request.paid and (not is_json or self.request.run_body_ok):
                 # Accepted, but we cannot tell which run: sending it again could pay twice.
-                raise MonidUnclearSubmitError(
+                raise UnclearRequestError(
                     f"{self.label} answered HTTP {status} without a readable run id "
-                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.api_key)!r}. " + _NOT_RESENT
+                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.key)!r}. " + NOT_RESENT
                 )
             if not is_json:
-                raise MonidResponseError(
+                raise ResponseError(
                     f"{self.label} answered HTTP {status} with a body that is not JSON "
-                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.api_key)!r}"
+                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.key)!r}"
                 )
             return result
         retry_after = None
@@ -247,9 +268,9 @@ class _Attempt:
         retryable = status in (408, 429) or status >= 500
         if self.request.paid and retryable and status != 429:
             # 408/5xx without a run id: the API may have started (and billed) a run before failing.
-            raise MonidUnclearSubmitError(
+            raise UnclearRequestError(
                 f"{self.label} answered HTTP {status} without a run id "
-                f"(x-request-id: {request_id or 'none'}): {self._message(data, text)}. " + _NOT_RESENT
+                f"(x-request-id: {request_id or 'none'}): {self._message(data, text)}. " + NOT_RESENT
             )
         if retryable:
             delay = self._next_delay(f"HTTP {status}", retry_after)
@@ -257,32 +278,32 @@ class _Attempt:
                 return delay
         message = self._message(data, text) if is_json else f"non-JSON body: {_preview(text, '')!r}"
         tag = data.get("tag") if isinstance(data, dict) and isinstance(data.get("tag"), str) else None
-        raise MonidAPIError(
+        raise APIError(
             api=self.settings.profile.name,
             method=self.request.method,
             path=self.request.path,
             status_code=status,
-            message=scrub(message, self.settings.api_key),
+            message=scrub(message, self.settings.key),
             request_id=request_id,
             tag=tag,
         )
 
     def _message(self, data: Any, text: str) -> str:
         message, _ = self.settings.profile.error_message(data)
-        return scrub(message or _preview(text, "") or "no message", self.settings.api_key)
+        return scrub(message or _preview(text, "") or "no message", self.settings.key)
 
 
 def _headers(settings: ApiSettings) -> dict[str, str]:
-    if not settings.api_key:
-        raise MonidConfigError(
+    if not settings.key:
+        raise ConfigError(
             f"The {settings.profile.name} connection has no API key: put the key in the connection's password field."
         )
     headers = {"User-Agent": settings.user_agent, "Accept": "application/json"}
-    headers.update(settings.profile.auth_header(settings.api_key))
+    headers.update(settings.profile.auth_header(settings.key))
     return headers
 
 
-def _build(settings: ApiSettings, request: ApiRequest) -> dict[str, Any]:
+def build(settings: ApiSettings, request: ApiRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "method": request.method,
         "url": settings.base_url.rstrip("/") + request.path,
@@ -295,123 +316,3 @@ def _build(settings: ApiSettings, request: ApiRequest) -> dict[str, Any]:
         kwargs["content"] = json.dumps(request.json, allow_nan=False).encode()
         kwargs["headers"]["Content-Type"] = "application/json"
     return kwargs
-
-
-# --- client pools -------------------------------------------------------------------------------
-# Building an httpx client loads the CA bundle (~18 ms of blocking CPU, ~0.8 MiB). One SSL context
-# per CA setting and one client per (event loop, base URL, TLS setting) keep a triggerer holding
-# thousands of runs from paying that per trigger. Keys travel per request, never in a client.
-
-_ssl_contexts: dict[str, ssl.SSLContext] = {}
-_sync_clients: dict[tuple[str, str], httpx.Client] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], httpx.AsyncClient]]
-_async_clients = weakref.WeakKeyDictionary()
-_pool_lock = threading.Lock()
-# httpcore assigns queued requests to connections in O(queued x connections) per event, so 10,000
-# triggers queueing inside one pool would spend their time there. A semaphore per pooled client keeps
-# at most MAX_CONNECTIONS requests inside httpcore; the rest wait on the semaphore, which is O(1).
-MAX_CONNECTIONS = 20
-_async_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Semaphore]]
-_async_gates = weakref.WeakKeyDictionary()
-
-
-def _verify(settings: ApiSettings) -> ssl.SSLContext | bool:
-    if settings.verify is False or not settings.base_url.startswith("https"):
-        return False
-    key = settings.verify if isinstance(settings.verify, str) else ""
-    with _pool_lock:
-        ctx = _ssl_contexts.get(key)
-        if ctx is None:
-            ctx = ssl.create_default_context(cafile=key or None)
-            if not key:
-                try:
-                    import certifi
-
-                    ctx.load_verify_locations(certifi.where())
-                except ImportError:  # pragma: no cover - certifi ships with httpx
-                    pass
-            _ssl_contexts[key] = ctx
-    return ctx
-
-
-def _limits() -> httpx.Limits:
-    # A few keep-alive connections serve thousands of polls; beyond that, requests queue in the pool
-    # (no pool timeout) rather than open ever more sockets against one API.
-    return httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
-
-
-def sync_client(settings: ApiSettings) -> httpx.Client:
-    key = (settings.base_url, str(settings.verify))
-    with _pool_lock:
-        client = _sync_clients.get(key)
-    if client is None:
-        client = httpx.Client(verify=_verify(settings), limits=_limits())
-        with _pool_lock:
-            client = _sync_clients.setdefault(key, client)
-    return client
-
-
-def async_client(settings: ApiSettings) -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    key = (settings.base_url, str(settings.verify))
-    # A closed loop's clients can never be used again, yet their open connections reference the loop,
-    # so the weak key alone would keep them (and their sockets) forever: drop them here.
-    for closed in [other for other in list(_async_clients.keys()) if other.is_closed()]:
-        _async_clients.pop(closed, None)
-    per_loop = _async_clients.setdefault(loop, {})
-    client = per_loop.get(key)
-    if client is None or client.is_closed:
-        client = per_loop[key] = httpx.AsyncClient(verify=_verify(settings), limits=_limits())
-    return client
-
-
-def _async_gate(settings: ApiSettings) -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    gates = _async_gates.setdefault(loop, {})
-    key = (settings.base_url, str(settings.verify))
-    gate = gates.get(key)
-    if gate is None:
-        gate = gates[key] = asyncio.Semaphore(MAX_CONNECTIONS)
-    return gate
-
-
-def pool_size() -> tuple[int, int]:
-    """(sync clients, async clients across live loops): for benchmarks and tests of the pool."""
-    live = [clients for loop, clients in list(_async_clients.items()) if not loop.is_closed()]
-    return len(_sync_clients), sum(len(v) for v in live)
-
-
-def send(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
-    """Send ``request`` with the sync client, applying the shared retry and error policy."""
-    attempt = _Attempt(settings, request)
-    kwargs = _build(settings, request)
-    client = sync_client(settings)
-    while True:
-        attempt.begin()
-        try:
-            response = client.request(**kwargs)
-            outcome = attempt.on_response(response)
-        except httpx.HTTPError as exc:
-            outcome = attempt.on_error(exc)
-        if isinstance(outcome, ApiResponse):
-            return outcome
-        time.sleep(outcome)
-
-
-async def asend(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
-    """Send ``request`` with the pooled async client; same policy as :func:`send`."""
-    attempt = _Attempt(settings, request)
-    kwargs = _build(settings, request)
-    client = async_client(settings)
-    gate = _async_gate(settings)
-    while True:
-        attempt.begin()
-        try:
-            async with gate:
-                response = await client.request(**kwargs)
-            outcome = attempt.on_response(response)
-        except httpx.HTTPError as exc:
-            outcome = attempt.on_error(exc)
-        if isinstance(outcome, ApiResponse):
-            return outcome
-        await asyncio.sleep(outcome)

@@ -1,0 +1,152 @@
+"""One task lifecycle for every operator and sensor of this provider.
+
+obtain the run (reuse, adopt, pay, or select) → publish its id → wait (on the worker or in the
+triggerer, one deadline) → resume (validate the event, read the run again) → judge the outcome.
+
+Each task type plugs in its API's calls and outcome table (:class:`RunLifecycle`'s abstract
+methods); the order of the steps, the deadline, what a trigger event means and which error ends a
+wait are decided here once. Retry-or-not is decided by the exceptions' types
+(:mod:`airflow_monid.exceptions`), never here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+from airflow_monid._deferral import Deadline
+from airflow_monid._waiting import Waiter, wait_on_worker
+from airflow_monid.exceptions import PermanentError
+from airflow_monid.models.events import parse_event
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
+
+R = TypeVar("R")
+
+
+class RunLifecycle(Generic[R]):
+    """Mixin for a ``BaseOperator``/``BaseSensorOperator`` that waits for one run of an API.
+
+    Subclasses set :attr:`deferrable` and implement the ``_`` plug-ins below.
+    """
+
+    deferrable: bool
+
+    # --- plug-ins -------------------------------------------------------------------------------
+
+    def _label(self) -> str:
+        raise NotImplementedError
+
+    def _run_id(self, run: R) -> str:
+        raise NotImplementedError
+
+    def _status_of(self, run: R) -> tuple[bool, str]:
+        """(is terminal, the status as the API spelled it)."""
+        raise NotImplementedError
+
+    def _fetch(self, run_id: str) -> R:
+        """Read the run again (following whatever the API's rules say to follow)."""
+        raise NotImplementedError
+
+    def _poll_interval(self) -> float:
+        raise NotImplementedError
+
+    def _trigger(self, run_id: str | None, deadline: Deadline) -> BaseTrigger:
+        raise NotImplementedError
+
+    def _complete(self, context: Any, run: R) -> Any:
+        """Judge a terminal run: the task's return value, or the error its outcome table prescribes."""
+        raise NotImplementedError
+
+    def _expire(self, context: Any, run_id: str | None, deadline: Deadline, why: str) -> Any:
+        """The deadline passed with the run not terminal (stop it, or time the sensor out)."""
+        raise NotImplementedError
+
+    def _fail(self, message: str) -> NoReturn:
+        """A failure no retry can fix (sensors turn it into a skip with ``soft_fail``)."""
+        raise PermanentError(message)
+
+    def _seen(self, context: Any, run: R) -> None:
+        """Called with every run read while waiting (publish a run that replaced the one awaited)."""
+
+    # --- the lifecycle --------------------------------------------------------------------------
+
+    def _await(self, context: Any, run: R | None, deadline: Deadline, run_id: str | None = None) -> Any:
+        """Wait for ``run`` (or, with ``run=None``, the run the trigger selects) until ``deadline``."""
+        if run is not None:
+            run_id = self._run_id(run)
+            if self._status_of(run)[0]:
+                return self._complete(context, run)
+        if self.deferrable:
+            self._defer_until(context, run_id, deadline)
+        if run_id is None:
+            raise AssertionError("a worker-mode wait needs a run")  # sensors poke instead
+        waiter = Waiter(
+            end_time=deadline.end_time,
+            poll_interval=self._poll_interval(),
+            label=self._describe(run_id),
+            log=self.log,  # type: ignore[attr-defined]
+        )
+        final = wait_on_worker(lambda: self._fetched(context, run_id), self._status_of, waiter, current=run)
+        if final is None:
+            return self._expire(context, self._current_id(run_id), deadline, waiter.timeout_message())
+        return self._complete(context, final)
+
+    def _fetched(self, context: Any, run_id: str) -> R:
+        run = self._fetch(run_id)
+        self._seen(context, run)
+        return run
+
+    def _current_id(self, run_id: str | None) -> str | None:
+        return run_id
+
+    def _describe(self, run_id: str | None) -> str:
+        return f"{self._label()} run {run_id}" if run_id else self._label()
+
+    def _defer_until(self, context: Any, run_id: str | None, deadline: Deadline) -> NoReturn:
+        deadline.record(context)
+        self.log.info(  # type: ignore[attr-defined]
+            "Deferring until %s is terminal (deadline in %.0f s, %s).",
+            self._describe(run_id),
+            deadline.remaining(),
+            deadline.describe(),
+        )
+        self.defer(  # type: ignore[attr-defined]
+            trigger=self._trigger(run_id, deadline),
+            method_name="execute_complete",
+            # Airflow's own defer timeout would fail the task without execute_complete and leave the
+            # run going; the trigger carries the absolute deadline and reports it instead.
+            timeout=None,
+        )
+        raise AssertionError("defer() returned")  # pragma: no cover
+
+    def _resume(self, context: Any, event: Any) -> Any:
+        """``execute_complete``: the one way every task type reads its trigger's event."""
+        deadline = Deadline.recorded(context)
+        if deadline is None:
+            return self._resume_stale(context, event)
+        parsed = parse_event(event)
+        run_id = parsed.run_id or None
+        if parsed.status == "error":
+            self._fail(f"Waiting for {self._describe(run_id)} failed: {parsed.message}")
+        run = self._fetched(context, run_id) if run_id else None
+        if run is not None and self._status_of(run)[0]:
+            # Terminal when read again: judge it, even when the event said "timeout" (it finished at the deadline).
+            return self._complete(context, run)
+        if parsed.status == "timeout" or deadline.passed():
+            why = parsed.message or f"{self._describe(run_id)} was not terminal at the deadline."
+            return self._expire(context, self._run_id(run) if run is not None else run_id, deadline, why)
+        # Reported terminal, but not terminal now (a list and the run disagreed, or a newer run
+        # replaced it): wait again, same deadline. Never counted as success.
+        self.log.warning(  # type: ignore[attr-defined]
+            "%s was reported %s but is %s now: waiting again until the same deadline.",
+            self._describe(run_id),
+            parsed.run_status,
+            self._status_of(run)[1] if run is not None else "not found",
+        )
+        self._defer_until(context, self._run_id(run) if run is not None else run_id, deadline)
+
+    def _resume_stale(self, context: Any, event: Any) -> Any:
+        """Resumed with an earlier try's event (Airflow 3.0 ``dag.test()``): start this try afresh."""
+        self.log.warning("Resumed with the event of an earlier try: starting this try afresh.")  # type: ignore[attr-defined]
+        return self.execute(context)  # type: ignore[attr-defined]

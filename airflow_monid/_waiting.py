@@ -1,0 +1,131 @@
+"""Waiting for a run: one policy (:class:`Waiter`, no I/O) driven by a worker loop and a triggerer loop.
+
+Transient failures (transport errors, 429/5xx after the request core's retries, unreadable bodies,
+a slow answer) are tolerated with backoff until the deadline: one bad answer never ends a long wait.
+A :class:`~airflow_monid.exceptions.PermanentError` ends it at once. Only state changes and the first
+failures of an outage are logged, never every poll: a triggerer holds thousands of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from airflow_monid.exceptions import PermanentError, ProviderError
+
+MAX_ERROR_BACKOFF = 60.0
+R = TypeVar("R")
+T = TypeVar("T")
+StatusOf = Callable[[R], tuple[bool, str]]
+
+
+class Waiter:
+    """The decisions of one wait, shared by :func:`wait_on_worker` and :func:`await_terminal`.
+
+    :param end_time: absolute deadline, epoch seconds.
+    :param poll_interval: seconds between polls while all goes well.
+    :param label: names the run in log lines and messages.
+    :param log: where state changes and failures go.
+    """
+
+    def __init__(self, *, end_time: float, poll_interval: float, label: str, log: logging.Logger) -> None:
+        self.end_time = end_time
+        self.poll_interval = poll_interval
+        self.label = label
+        self.log = log
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_status: str | None = None
+
+    def on_result(self, status: str) -> None:
+        if self.errors:
+            self.log.info("%s: polling works again after %d failure(s).", self.label, self.errors)
+        self.errors = 0
+        if status != self.last_status:
+            self.log.info("%s is %s.", self.label, status)
+            self.last_status = status
+
+    def on_error(self, exc: BaseException) -> None:
+        """Remember a failed poll; a permanent error re-raises (no retry can fix it)."""
+        if isinstance(exc, PermanentError):
+            raise exc
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage does not flood the log
+            self.log.warning("%s: poll failed %d time(s) in a row; last: %s", self.label, self.errors, self.last_error)
+
+    def next_delay(self, now: float | None = None) -> float | None:
+        """Seconds until the next poll, or ``None`` once the deadline has passed."""
+        remaining = self.end_time - (time.time() if now is None else now)
+        if remaining <= 0:
+            return None
+        wait = self.poll_interval
+        if self.errors:
+            wait = min(MAX_ERROR_BACKOFF, self.poll_interval * (2 ** min(self.errors, 10)))
+        return min(wait, remaining)
+
+    def timeout_message(self) -> str:
+        text = f"{self.label} was not terminal at the deadline (last seen: {self.last_status or 'never read'})"
+        if self.last_error:
+            text += f"; last poll error: {self.last_error}"
+        return text + "."
+
+    def remaining(self) -> float:
+        return max(self.end_time - time.time(), 5.0)
+
+
+def wait_on_worker(
+    fetch: Callable[[], R], status_of: StatusOf[R], waiter: Waiter, current: R | None = None
+) -> R | None:
+    """Poll on the worker until terminal (returns the run) or the deadline (returns ``None``).
+
+    ``current``, when given, is looked at before the first poll. The run is looked at once more at
+    the deadline.
+    """
+    while True:
+        if current is not None:
+            terminal, status = status_of(current)
+            waiter.on_result(status)
+            if terminal:
+                return current
+        delay = waiter.next_delay()
+        if delay is None:
+            return None
+        time.sleep(delay)
+        try:
+            current = fetch()
+        except ProviderError as exc:
+            waiter.on_error(exc)
+            current = None
+
+
+async def await_terminal(fetch: Callable[[], Awaitable[R]], status_of: StatusOf[R], waiter: Waiter) -> R | None:
+    """The triggerer's loop: poll with GETs until terminal (returns the run) or the deadline (``None``)."""
+    while True:
+        try:
+            current = await bounded(fetch(), waiter.remaining())
+        except (TimeoutError, ProviderError) as exc:
+            waiter.on_error(exc)
+        else:
+            terminal, status = status_of(current)
+            waiter.on_result(status)
+            if terminal:
+                return current
+        delay = waiter.next_delay()
+        if delay is None:
+            return None
+        await asyncio.sleep(delay)
+
+
+async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await with a time limit without ever swallowing a cancellation.
+
+    On Python < 3.12, ``asyncio.wait_for`` can swallow the task's cancellation when the awaited call
+    finishes at the same moment, and a triggerer's cancel (restart, user kill) would then be ignored;
+    ``asyncio.timeout`` (3.11+) does not.
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable
