@@ -124,7 +124,13 @@ class AirflowCluster:
     connections or override any ``AIRFLOW__SECTION__KEY``.  Inherited ``AIRFLOW_HOME``,
     ``AIRFLOW__*``, ``AIRFLOW_CONN_*`` and ``AIRFLOW_VAR_*`` variables of the test process are
     dropped so a unit-test conftest cannot leak its settings into the cluster.
+
+    Subclasses with other components (production_cluster.py) override ``components`` (start
+    order), ``health_keys`` and ``_command``.
     """
+
+    components: tuple[str, ...] = COMPONENTS
+    health_keys: Mapping[str, str | None] = HEALTH_KEYS
 
     def __init__(self, home: Path, dags_folder: Path, env: Mapping[str, str] | None = None):
         self.home = Path(home).resolve()
@@ -244,7 +250,7 @@ class AirflowCluster:
         if rc != 0:
             raise ClusterError(f"airflow db migrate failed (rc={rc}):\n{self.tail('db-migrate', 60)}")
         t1 = time.monotonic()
-        for name in COMPONENTS:
+        for name in self.components:
             self.start_component(name, wait=False)
         self.wait_healthy(timeout=max(10.0, timeout - (time.monotonic() - t0)))
         self.timings["components_to_healthy"] = time.monotonic() - t1
@@ -257,13 +263,13 @@ class AirflowCluster:
             if self._stopped:
                 return
             self._stopped = True
-        for name in reversed(COMPONENTS):
+        for name in reversed(self.components):
             proc = self.procs.get(name)
             if proc is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for name in reversed(COMPONENTS):
+        for name in reversed(self.components):
             proc = self.procs.get(name)
             if proc is None:
                 continue
@@ -290,12 +296,12 @@ class AirflowCluster:
 
     # ------------------------------------------------------------ components
     def start_component(self, name: str, wait: bool = True, timeout: float = 90) -> subprocess.Popen:
-        if name not in HEALTH_KEYS:
-            raise ValueError(f"unknown component {name!r}; expected one of {COMPONENTS}")
+        if name not in self.health_keys:
+            raise ValueError(f"unknown component {name!r}; expected one of {self.components}")
         old = self.procs.get(name)
         if old is not None and old.poll() is None:
             raise ClusterError(f"{name} is still running (pid {old.pid})")
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n===== harness: starting {name} at {started.isoformat()} =====\n".encode())
         log.flush()
@@ -419,7 +425,7 @@ class AirflowCluster:
         return _wait_until(ok, timeout, "all components healthy", self._diagnostics)
 
     def wait_component_healthy(self, name: str, since: dt.datetime | None = None, timeout: float = 90) -> None:
-        key = HEALTH_KEYS[name]
+        key = self.health_keys[name]
 
         def ok():
             proc = self.procs[name]
