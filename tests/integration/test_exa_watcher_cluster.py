@@ -9,9 +9,11 @@ a deadline, and nothing is timed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,10 +50,11 @@ def _finish(emu: Any, run_id: str) -> None:
     _control(emu, "exa/runs/finish", {"monitor_id": MON, "run_id": run_id, "status": "completed"})
 
 
-def _wait(c: AirflowCluster, what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
+def _wait(c: AirflowCluster, what: str, check: Callable[[], Any], timeout: float = 180, alive: bool = True) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        c.check_alive()
+        if alive:  # False while the test itself has killed a component
+            c.check_alive()
         value = check()
         if value:
             return value
@@ -86,13 +89,13 @@ def _finished(c: AirflowCluster) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _wait_delivered(c: AirflowCluster, expected: set[str]) -> dict[str, dict[str, Any]]:
+def _wait_delivered(c: AirflowCluster, expected: set[str], alive: bool = True) -> dict[str, dict[str, Any]]:
     def check() -> dict[str, dict[str, Any]] | None:
         done = _finished(c)
         named = {run_id for d in done.values() for run_id in d["events"]}
         return done if expected <= named else None
 
-    return _wait(c, f"DAG runs triggered by {sorted(expected)}", check)
+    return _wait(c, f"DAG runs triggered by {sorted(expected)}", check, alive=alive)
 
 
 def _state(c: AirflowCluster) -> dict[str, Any] | None:
@@ -103,8 +106,52 @@ def _state(c: AirflowCluster) -> dict[str, Any] | None:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _emitted(c: AirflowCluster) -> list[str]:
+    """Run ids of every asset event the watcher produced, repeats included, oldest first."""
+    rows = c.sql("SELECT extra FROM asset_event ORDER BY id")
+    extras = [json.loads(r["extra"]) if isinstance(r["extra"], str) else r["extra"] for r in rows]
+    return [((e or {}).get("payload") or {}).get("run_id") for e in extras if (e or {}).get("from_trigger")]
+
+
+def _settled(c: AirflowCluster) -> bool:
+    """No DAG run queued or running, and no asset event waiting for one."""
+    if c.sql("SELECT COUNT(*) AS n FROM asset_dag_run_queue")[0]["n"]:
+        return False
+    return all(r["state"] in ("success", "failed") for r in _dag_runs(c))
+
+
 def _watcher_rows(c: AirflowCluster) -> list[dict[str, Any]]:
     return [t for t in c.trigger_assignments() if t["classpath"].endswith("ExaMonitorRunWatcher")]
+
+
+USE_JOB_SCHEDULE = "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"
+
+
+@contextlib.contextmanager
+def _asset_scheduling(c: AirflowCluster) -> Iterator[None]:
+    """Asset-triggered DAG runs for the duration of the test.
+
+    The harness turns ``[scheduler] use_job_schedule`` off (cron example DAGs would start by
+    themselves), and that also stops the scheduler from creating asset-triggered DAG runs. So: pause
+    every other DAG, restart the scheduler with it on, and undo both afterwards.
+    """
+    dags = c.api.get("/dags", params={"limit": 1000}).json()["dags"]
+    unpaused = [d["dag_id"] for d in dags if not d["is_paused"] and d["dag_id"] != DAG_ID]
+    for dag_id in unpaused:
+        assert c.api.patch(f"/dags/{dag_id}", json={"is_paused": True}).status_code == 200
+    before = c.env.get(USE_JOB_SCHEDULE)
+    c.env[USE_JOB_SCHEDULE] = "True"
+    c.restart_component("scheduler", sig=signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is None:
+            c.env.pop(USE_JOB_SCHEDULE, None)
+        else:
+            c.env[USE_JOB_SCHEDULE] = before
+        c.restart_component("scheduler", sig=signal.SIGTERM)
+        for dag_id in unpaused:
+            c.api.patch(f"/dags/{dag_id}", json={"is_paused": False})
 
 
 def test_monitor_runs_become_dag_runs_across_a_triggerer_kill_and_a_pause(
@@ -115,32 +162,46 @@ def test_monitor_runs_become_dag_runs_across_a_triggerer_kill_and_a_pause(
     _control(emu, "exa/monitors", {"monitor_id": MON, "name": "Watcher integration monitor"})
     _add_run(emu, "pre", "completed", minutes_ago=180)  # ended before the watcher existed: never emitted
     r1_created = _add_run(emu, "r1", "running", minutes_ago=120)  # in flight when the watcher starts
+    with _asset_scheduling(c):
+        _run_scenario(c, emu, flag, r1_created)
+
+
+def _run_scenario(c: AirflowCluster, emu: Any, flag: Any, r1_created: datetime) -> None:
     flag.write_text(json.dumps({"monitor_id": MON, "poll_interval": 2}))
     try:
         c.wait_dag(DAG_ID, timeout=120)
         # The watcher has run a cycle and committed its starting point in the asset's state store.
         state = _wait(c, "the watcher's first state", lambda: _state(c), timeout=120)
         # Its watermark is the run still in flight; "pre" lies below it, settled.
-        assert datetime.fromisoformat(state["watermark"]) == r1_created and state["emitted"] == []
+        r1_ms = r1_created.replace(microsecond=r1_created.microsecond // 1000 * 1000)  # Exa's precision
+        assert datetime.fromisoformat(state["watermark"]) == r1_ms and state["emitted"] == []
 
-        # 1. Three runs complete: DAG runs whose triggering events name exactly those runs.
+        # 1. Three runs complete, one after another: DAG runs whose triggering events name exactly them.
         _finish(emu, "r1")
+        _wait_delivered(c, {"r1"})
         _add_run(emu, "r2", "running", minutes_ago=1)
         _finish(emu, "r2")
+        _wait_delivered(c, {"r2"})
         _add_run(emu, "r3", "completed", minutes_ago=0.5)
-        first = _wait_delivered(c, {"r1", "r2", "r3"})
-        assert {run_id for d in first.values() for run_id in d["events"]} == {"r1", "r2", "r3"}
+        _wait(c, "the watcher to emit r3", lambda: "r3" in _emitted(c))
+        # 2. SIGKILL the triggerer at once: r3 is most likely not committed yet (10 s ack grace).
+        c.kill_component("triggerer")
+        first = _wait_delivered(c, {"r1", "r2", "r3"}, alive=False)
+        assert sorted(run_id for d in first.values() for run_id in d["events"]) == ["r1", "r2", "r3"]
         assert sorted(run_id for d in first.values() for run_id in d["record"]["runs"]) == ["r1", "r2", "r3"]
 
-        # 2. SIGKILL the triggerer right away (r3 may not be committed yet), and let runs end meanwhile.
-        c.kill_component("triggerer")
+        # Runs end while no triggerer runs; one is still in flight when it returns.
         _add_run(emu, "r4", "completed", minutes_ago=0.4)
         _add_run(emu, "r5", "completed", minutes_ago=0.3)
         _add_run(emu, "r6", "running", minutes_ago=0.2)
         c.start_component("triggerer", wait=True)
-        _wait_delivered(c, {"r4", "r5"})
+        _wait(c, "the catch-up of r4 and r5", lambda: {"r4", "r5"} <= set(_emitted(c)))
+        # A burst of asset events can wait for the next one before a DAG run takes it (Airflow's
+        # queue race, apache/airflow#56050 and #62501): let the scheduler settle before r6 ends.
+        _wait(c, "the scheduler to settle", lambda: _settled(c))
         _finish(emu, "r6")
-        _wait_delivered(c, {"r6"})
+        _wait_delivered(c, {"r4", "r5", "r6"})
+        _wait(c, "r6 committed", lambda: "r6" in ((_state(c) or {}).get("emitted") or []))
 
         # 3. Pause: the watcher goes; a run ends; unpause: it is caught up.
         assert c.api.patch(f"/dags/{DAG_ID}", json={"is_paused": True}).status_code == 200
@@ -157,7 +218,7 @@ def test_monitor_runs_become_dag_runs_across_a_triggerer_kill_and_a_pause(
         for d in final.values():  # the task saw exactly its DAG run's events
             assert sorted(d["record"]["raw"]) == sorted(d["events"])
         repeats = {k: n for k, n in collections.Counter(events).items() if n > 1}
-        print(f"exa watcher: {len(final)} DAG runs, {len(events)} events, repeats {repeats}")
+        print(f"exa watcher: {len(final)} DAG runs, {len(events)} events, repeats {repeats}, all {_emitted(c)}")
         # The real triggerer commits what it emitted (one cycle and the ack grace later).
         _wait(c, "r7 committed to the asset state", lambda: "r7" in ((_state(c) or {}).get("emitted") or []))
     finally:
