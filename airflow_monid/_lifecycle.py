@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from airflow_monid._deferral import Deadline
 from airflow_monid._waiting import Waiter, wait_on_worker
-from airflow_monid.exceptions import PermanentError
+from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.models.events import parse_event
 
 if TYPE_CHECKING:
@@ -129,7 +129,16 @@ class RunLifecycle(Generic[R]):
         run_id = parsed.run_id or None
         if parsed.status == "error":
             self._fail(f"Waiting for {self._describe(run_id)} failed: {parsed.message}")
-        run = self._fetched(context, run_id) if run_id else None
+        run: R | None = None
+        if run_id:
+            try:
+                run = self._fetched(context, run_id)
+            except PermanentError:
+                raise
+            except ProviderError as exc:
+                if parsed.status != "timeout":
+                    raise  # retryable: the retry finds the run in the ledger
+                parsed.message = f"{parsed.message} The last read failed too: {exc}".strip()
         if run is not None and self._status_of(run)[0]:
             # Terminal when read again: judge it, even when the event said "timeout" (it finished at the deadline).
             return self._complete(context, run)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from tests._support import EXAMPLE_DAGS, load_dag, task_states, xcoms
 
 pytestmark = pytest.mark.usefixtures("dag_env")
 
-X = datetime(2026, 3, 10, 6, 0, tzinfo=timezone.utc)  # a scheduled 06:00 UTC run of exa_monitor_sensor
+X = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)  # a scheduled 06:00 UTC run of exa_monitor_sensor
 
 
 def _run(name: str, **kwargs: Any) -> tuple[str, Any, dict[tuple[str, str, int], Any]]:

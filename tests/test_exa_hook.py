@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaPage, Exa
 from airflow_monid.testing.emulator import Emulator
 from tests._support import EXA_KEY, exa_conn
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FAKE = "https://exa.test"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +18,7 @@ from airflow_monid.testing import Emulator
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 from tests._support import TEST_DAGS, load_dag, task_states, task_tries, xcoms
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 KINDS = {"search": ("search", "/monitors"), "legacy": ("search", "/search-monitors"), "websets": ("websets", None)}
 PREFIX = {"search": "/monitors", "legacy": "/search-monitors", "websets": "/websets/v0/monitors"}
 MODES = ["deferrable", "poke"]
@@ -283,7 +283,8 @@ class _TI:
     try_number = 1
 
     def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {"deferred_try": 1}  # as if this try had deferred
+        # as if this try had deferred, with a deadline an hour away
+        self.pushed: dict[str, Any] = {"deferral": {"try": 1, "end_time": time.time() + 3600, "bound": "timeout"}}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value

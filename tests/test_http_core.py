@@ -383,10 +383,22 @@ def test_backoff_is_full_jitter_within_bounds() -> None:
 def test_settings_and_hook_reprs_never_show_the_key(connections: Emulator) -> None:
     hook = MonidHook()
     settings = hook.settings
-    assert settings.api_key == MONID_KEY
-    for text in (repr(settings), str(settings), repr(hook), str(hook), repr(settings.retry)):
+    assert settings.key == MONID_KEY and MONID_KEY not in repr(vars(settings))
+    for text in (repr(settings), str(settings), repr(hook), str(hook), repr(settings.retry), repr(vars(hook))):
         assert MONID_KEY not in text
     assert "monid_default" in repr(hook)
+
+
+def test_exa_hook_keeps_no_key_in_its_attributes(connections: Emulator) -> None:
+    """What debuggers and error reporters print: every attribute of a used hook, one level down too."""
+    from airflow_monid.hooks.exa import ExaHook
+    from tests._support import EXA_KEY
+
+    hook = ExaHook()
+    hook.list_monitors("search", limit=1)
+    texts = [repr(vars(hook))] + [repr(vars(v)) for v in vars(hook).values() if hasattr(v, "__dict__")]
+    assert hook.settings.key == EXA_KEY
+    assert all(EXA_KEY not in text for text in texts)
 
 
 def test_sync_client_is_pooled_per_base_url(connections: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:

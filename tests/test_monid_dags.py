@@ -114,13 +114,13 @@ def test_deadline_stops_the_run(dag_env: Emulator, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_retry_reuses_the_paid_run(dag_env: Emulator, mode: str) -> None:
-    """The first try fails while waiting; the retry must not pay for a second run."""
+def test_a_5xx_burst_while_waiting_uses_no_retry_and_no_second_run(dag_env: Emulator, mode: str) -> None:
+    """Longer than the hook's own retries (4 attempts): the wait rides it out in both modes."""
     dag_env.monid.set_endpoint("apify", TWEETS, mode="async", polls_to_finish=2)
-    dag_env.add_fault("GET", r"/v1/runs/[^/]+", action="respond", status=404, times=1)
+    dag_env.add_fault("GET", r"/v1/runs/[^/]+", action="respond", status=503, times=6)
     dag_id, dr = _scenario(mode, "_retry")
     assert dr.state == "success"
-    assert task_tries(dag_id, dr.run_id, "run") == 2
+    assert task_tries(dag_id, dr.run_id, "run") == 1
     assert dag_env.count("POST", "/v1/run") == 1
     assert xcoms(dag_id, dr.run_id)[("run", "return_value", -1)][0]["searchTerm"] == "x"
 

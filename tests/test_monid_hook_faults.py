@@ -28,6 +28,8 @@ from airflow_monid.exceptions import (
     MonidResponseError,
     MonidTransportError,
     MonidUnclearSubmitError,
+    PermanentAPIError,
+    TransientAPIError,
 )
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRunStatus
@@ -525,11 +527,13 @@ def test_key_never_appears_in_errors_reprs_or_logs(
     assert not ok and "HTTP 401" in message
 
     assert {type(e) for e in errors} == {
-        MonidAPIError,
+        PermanentAPIError,
+        TransientAPIError,
         MonidResponseError,
         MonidUnclearSubmitError,
         MonidTransportError,
     }
+    assert all(isinstance(e, MonidAPIError) for e in errors if isinstance(e, PermanentAPIError | TransientAPIError))
     assert any("***" in str(e) for e in errors)  # the echoed key was there, and was masked
     texts = [str(e) for e in errors] + [repr(e) for e in errors] + [message]
     texts += [repr(hook), str(hook), repr(hook.settings), str(refused.settings)]

@@ -129,7 +129,7 @@ async def test_deadline_in_the_past_gives_a_timeout_after_one_last_look(connecti
     run_id = emu.monid.add_run(status="RUNNING")["runId"]
     trigger = MonidRunTrigger(run_id, "monid_default", poll_interval=60, end_time=time.time() - 10)
     event = await only_event(trigger)
-    assert event["status"] == "timeout" and event["run_status"] is None
+    assert event["status"] == "timeout" and event["run_status"] == "RUNNING"
     assert "was not terminal at the deadline" in event["message"]
     assert emu.count("GET", f"/v1/runs/{run_id}") == 1
 
@@ -196,7 +196,33 @@ async def test_missing_key_is_an_error_event_without_requests(
 # ----- on_kill ---------------------------------------------------------------------------------------
 
 
-async def test_on_kill_stops_the_run_and_run_itself_only_gets(connections: Emulator) -> None:
+@pytest.fixture
+def task_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """Stands in for the Task SDK's GetTaskStates answer (there is no supervisor in a unit test)."""
+    state: dict[str, str | None] = {"value": "failed"}
+
+    async def fake(ti: object, seconds: float) -> str | None:
+        return state["value"]
+
+    monkeypatch.setattr("airflow_monid.triggers.monid.task_state_now", fake)
+    return state
+
+
+@pytest.mark.parametrize("state", ["deferred", "running", "queued", "scheduled", "up_for_retry", None])
+async def test_on_kill_leaves_a_run_that_is_still_waited_for(
+    connections: Emulator, task_state: dict[str, str | None], state: str | None
+) -> None:
+    """Reassigned to another triggerer (deferred), cleared or retried: the run goes on (issue 8 #11)."""
+    task_state["value"] = state
+    run_id = connections.monid.add_run(status="RUNNING")["runId"]
+    await trigger_for(run_id).on_kill()
+    assert connections.requests("POST") == []
+    assert connections.monid.get_run(run_id)["status"] == "RUNNING"
+
+
+async def test_on_kill_stops_the_run_and_run_itself_only_gets(
+    connections: Emulator, task_state: dict[str, str | None]
+) -> None:
     emu = connections
     run_id = emu.monid.add_run(status="RUNNING")["runId"]
     trigger = trigger_for(run_id, poll_interval=0.05)
@@ -220,13 +246,15 @@ async def test_sensor_trigger_on_kill_sends_nothing(connections: Emulator) -> No
     assert connections.monid.get_run(run_id)["status"] == "RUNNING"
 
 
-async def test_on_kill_of_a_terminal_run_is_quiet(connections: Emulator) -> None:
+async def test_on_kill_of_a_terminal_run_is_quiet(connections: Emulator, task_state: dict[str, str | None]) -> None:
     run_id = connections.monid.add_run(status="COMPLETED")["runId"]
     await trigger_for(run_id).on_kill()  # 409 from the API: nothing to stop, no error
     assert [(r.method, r.status) for r in connections.requests()] == [("POST", 409)]
 
 
-async def test_on_kill_when_the_api_is_down_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_on_kill_when_the_api_is_down_does_not_raise(
+    monkeypatch: pytest.MonkeyPatch, task_state: dict[str, str | None]
+) -> None:
     conn_id = conn_for(monkeypatch, f"http://127.0.0.1:{closed_port()}")
     await trigger_for("R1", conn_id).on_kill()  # best effort: logged, never raised
 

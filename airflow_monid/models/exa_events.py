@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_monid.models._base import parse_time
@@ -90,7 +90,7 @@ def exa_runs_from_events(
         seen.add(run.key)
         runs.append(run)
     # Oldest first by the run's own creation time, as the watcher emits them; unreadable times last.
-    far = datetime.max.replace(tzinfo=timezone.utc)
+    far = datetime.max.replace(tzinfo=UTC)
     runs.sort(key=lambda r: parse_time(r.created_at) or far)
     return runs
 

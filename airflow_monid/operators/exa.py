@@ -203,7 +203,7 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
                 return reused
         elif same and phase == TRIGGERED:
             self.log.info("An earlier try triggered %s (answer received): waiting for its run.", self._label())
-            return self._await_new_run(hook, monitor_id, set(entry.get("snapshot") or []), deadline.end_time)
+            return self._await_new_run(hook, monitor_id, set(entry.get("snapshot") or []), deadline.end_time, True)
         elif same and phase == ABOUT_TO_TRIGGER:
             adopted = self._adopt_after_unclear(hook, monitor_id, set(entry.get("snapshot") or []), "an earlier try")
             if adopted is not None:
@@ -263,9 +263,11 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
             raise PermanentError(f"{self._label()} was not triggered: Exa answered {answer!r}.")
         ledger.write({**intent, "phase": TRIGGERED})
         self.log.info("Triggered %s; looking for the run it started.", self._label())
-        return self._await_new_run(hook, monitor_id, snapshot, end_time)
+        return self._await_new_run(hook, monitor_id, snapshot, end_time, ledger.available)
 
-    def _await_new_run(self, hook: ExaHook, monitor_id: str, snapshot: set[str], end_time: float) -> ExaMonitorRun:
+    def _await_new_run(
+        self, hook: ExaHook, monitor_id: str, snapshot: set[str], end_time: float, recorded: bool
+    ) -> ExaMonitorRun:
         """The run a received trigger started. Transient list errors are waited out; a try that dies
         here leaves ``triggered`` behind, so its retry waits too instead of paying again."""
         while True:
@@ -281,11 +283,11 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
                 return new[0]
             remaining = end_time - time.time()
             if remaining <= 0:
+                text = f"{self._label()} was triggered but no new run appeared within the deadline"
+                if not recorded:  # no store (Airflow < 3.3): a retry could not tell, and would pay again
+                    raise PermanentError(text + "; check the monitor's runs before clearing this task.")
                 # Retryable: the ledger says "triggered", so the retry keeps looking and never pays again.
-                raise ExaRunError(
-                    f"{self._label()} was triggered but no new run appeared within the deadline; a retry of "
-                    "this task keeps looking for it (it does not trigger again)."
-                )
+                raise ExaRunError(text + "; a retry of this task keeps looking for it (it does not trigger again).")
             time.sleep(min(self.poll_interval, remaining))
 
     def _adopt_after_unclear(
@@ -293,8 +295,8 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
     ) -> ExaMonitorRun | None:
         """The run of a trigger whose answer was lost: looked for during ``unclear_grace`` seconds.
 
-        One new run is adopted (the newest when several appeared: a trigger starts the newest run).
-        None → fail without retry, or ``None`` (trigger again) with ``retrigger_on_unclear``.
+        Exactly one new run is adopted; several fail without retry (which one is ours?). None → fail
+        without retry, or return ``None`` (trigger again) with ``retrigger_on_unclear``.
         """
         self.log.warning(
             "%s sent the trigger of %s but its answer was lost: looking for the run it may have started "
@@ -312,9 +314,16 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
             except ProviderError as exc:
                 self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
                 new = []
-            if new:
-                self.log.info("Adopting %s, the run that appeared after the unclear trigger.", new[0].describe())
+            if len(new) == 1:
+                self.log.info("Adopting %s, the one run that appeared after the unclear trigger.", new[0].describe())
                 return new[0]
+            if len(new) > 1:  # a scheduled run started at the same moment: which one is ours?
+                ids = ", ".join(run.id for run in new)
+                raise ExaUnclearTriggerPermanentError(
+                    f"{self._label()}: the trigger's answer was lost and {len(new)} new runs appeared ({ids}), so "
+                    "this task cannot tell which one it started. Not triggering again (each run is billed): check "
+                    "the monitor's runs, then clear this task."
+                )
             remaining = give_up - time.time()
             if remaining <= 0:
                 break

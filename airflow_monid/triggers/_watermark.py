@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_monid.models.exa import ExaMonitorRun, ExaRunStatus, parse_time
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 # Seconds between an event's yield and the moment the run may be committed as emitted; see above.
 ACK_GRACE = 10.0
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def state_key(monitor_type: str, monitor_id: str) -> str:

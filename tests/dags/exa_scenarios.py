@@ -69,6 +69,7 @@ for mode in ("deferrable", "poll"):
                     deferrable=mode == "deferrable",
                     poll_interval=0.2,
                     timeout=timeout,
+                    unclear_grace=1,  # the default (120 s) is for real APIs; the emulator creates runs at once
                     retries=retries,
                     retry_delay=timedelta(0),
                 )
