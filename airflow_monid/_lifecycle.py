@@ -128,7 +128,8 @@ class RunLifecycle(Generic[R]):
         parsed = parse_event(event)
         run_id = parsed.run_id or None
         if parsed.status == "error":
-            self._fail(f"Waiting for {self._describe(run_id)} failed: {parsed.message}")
+            status = parsed.run_status or "not read"
+            self._fail(f"Waiting for {self._describe(run_id)} (last status: {status}) failed: {parsed.message}")
         run: R | None = None
         if run_id:
             try:

@@ -126,6 +126,20 @@ def test_a_5xx_burst_while_waiting_uses_no_retry_and_no_second_run(dag_env: Emul
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_execution_timeout_is_the_deadline_in_every_mode(dag_env: Emulator, mode: str) -> None:
+    """execution_timeout=3 s with timeout=3600: the run is stopped at 3 s, deferred or not (M15)."""
+    dag_env.monid.set_endpoint("apify", TWEETS, mode="async", polls_to_finish=None)
+    dag_id, dr = _scenario(mode, "_exec_timeout")
+    assert task_states(dag_id, dr.run_id)[("run", -1)] == "failed"
+    run_id = xcoms(dag_id, dr.run_id)[("run", "run_id", -1)]
+    assert dag_env.count("POST", f"/v1/runs/{run_id}/stop") >= 1
+    assert dag_env.monid.get_run(run_id)["status"] in ("STOPPING", "STOPPED")
+    if mode == "deferrable":  # the trigger carried the 3 s bound, not the hour
+        deferral = xcoms(dag_id, dr.run_id)[("run", "deferral", -1)]
+        assert deferral["bound"] == "execution_timeout" and deferral["seconds"] == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_retry_after_failed_run_pays_again(dag_env: Emulator, mode: str) -> None:
     dag_env.monid.set_endpoint("apify", TWEETS, mode="async", polls_to_finish=1, final_status="FAILED")
     dag_id, dr = _scenario(mode, "_retry")

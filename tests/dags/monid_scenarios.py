@@ -36,3 +36,26 @@ for mode in ("deferrable", "poll"):
                     retry_delay=timedelta(0),
                 )
             globals()[dag.dag_id] = dag
+
+# execution_timeout is the earlier bound: the deadline must be 3 s, not the hour of ``timeout``.
+for mode in ("deferrable", "poll"):
+    with DAG(
+        f"monid_scenario_{mode}_exec_timeout",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        render_template_as_native_obj=True,
+        params=PARAMS,
+    ) as dag:
+        MonidRunOperator(
+            task_id="run",
+            provider="{{ params.provider }}",
+            endpoint="{{ params.endpoint }}",
+            input="{{ params.input }}",
+            deferrable=mode == "deferrable",
+            poll_interval=0.2,
+            timeout=3600,
+            execution_timeout=timedelta(seconds=3),
+        )
+    globals()[dag.dag_id] = dag
+del dag  # each DAG is reachable once, under its own id

@@ -12,7 +12,7 @@ production"). A ``redis-cli monitor`` process records every command the broker r
 scan can read the Celery messages (:meth:`ProductionCluster.broker_messages`).
 
 :func:`production_unavailable_reason` says what is missing (PostgreSQL binaries, ``redis-server``, the
-Celery provider, psycopg2, redis-py) before anything starts.
+Celery provider, psycopg2, asyncpg, redis-py) before anything starts.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def production_unavailable_reason() -> str | None:
     for module, package in (
         ("airflow.providers.celery", "apache-airflow-providers-celery"),
         ("psycopg2", "psycopg2-binary"),
+        ("asyncpg", "asyncpg"),
         ("redis", "redis"),
     ):
         try:
@@ -126,7 +127,7 @@ class _Service:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+            os.kill(self.proc.pid, sig)  # the server shuts its own children down (postgres: SIGINT = fast)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

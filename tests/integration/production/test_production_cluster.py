@@ -242,7 +242,7 @@ def test_forty_deferred_runs_survive_sigkill_of_the_busiest_triggerer(
     assert set(held) == set(c.triggerers) and all(held[t] > 0 for t in c.triggerers), held  # spread over both
     victim, moved = held.most_common(1)[0]
     (survivor,) = set(c.triggerers) - {victim}
-    REPORT["fan-out spread before the kill"] = dict(held).__repr__()
+    REPORT["fan-out spread before the kill"] = str(dict(held))
     victims_runs = {ids[i] for i, j in _holders(c, run).items() if names[j] == victim}
 
     killed_at, t_kill = time.time(), time.monotonic()
