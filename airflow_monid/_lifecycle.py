@@ -11,7 +11,7 @@ wait are decided here once. Retry-or-not is decided by the exceptions' types
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
 from airflow_monid._deferral import Deadline
 from airflow_monid._waiting import Waiter, wait_on_worker
@@ -21,7 +21,25 @@ from airflow_monid.models.events import parse_event
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
-R = TypeVar("R")
+
+class _Status(Protocol):
+    @property
+    def is_terminal(self) -> bool: ...
+
+
+class _Run(Protocol):
+    """What the lifecycle reads of a run: both APIs' run models answer the same way."""
+
+    @property
+    def identifier(self) -> str: ...
+
+    @property
+    def status(self) -> _Status: ...
+
+    raw_status: Any
+
+
+R = TypeVar("R", bound=_Run)
 
 
 class RunLifecycle(Generic[R]):
@@ -38,11 +56,11 @@ class RunLifecycle(Generic[R]):
         raise NotImplementedError
 
     def _run_id(self, run: R) -> str:
-        raise NotImplementedError
+        return run.identifier
 
     def _status_of(self, run: R) -> tuple[bool, str]:
-        """(is terminal, the status as the API spelled it)."""
-        raise NotImplementedError
+        """(is terminal, the status as the API spelled it); both APIs' run models answer the same way."""
+        return run.status.is_terminal, str(run.raw_status)
 
     def _fetch(self, run_id: str) -> R:
         """Read the run again (following whatever the API's rules say to follow)."""
@@ -89,16 +107,13 @@ class RunLifecycle(Generic[R]):
         )
         final = wait_on_worker(lambda: self._fetched(context, run_id), self._status_of, waiter, current=run)
         if final is None:
-            return self._expire(context, self._current_id(run_id), deadline, waiter.timeout_message())
+            return self._expire(context, run_id, deadline, waiter.timeout_message())
         return self._complete(context, final)
 
     def _fetched(self, context: Any, run_id: str) -> R:
         run = self._fetch(run_id)
         self._seen(context, run)
         return run
-
-    def _current_id(self, run_id: str | None) -> str | None:
-        return run_id
 
     def _describe(self, run_id: str | None) -> str:
         return f"{self._label()} run {run_id}" if run_id else self._label()

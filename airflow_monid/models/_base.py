@@ -104,3 +104,8 @@ class RawModel(BaseModel):
     @property
     def raw(self) -> dict[str, Any]:
         return self._raw
+
+    @property
+    def identifier(self) -> str:
+        """The object's id under ``id_key`` (``runId`` for Monid runs, ``id`` for Exa objects)."""
+        return str(self._raw.get(self.id_key) or getattr(self, "id", ""))

@@ -127,12 +127,6 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
     def _label(self) -> str:
         return f"Exa search monitor {self.monitor_id}"
 
-    def _run_id(self, run: ExaMonitorRun) -> str:
-        return run.id
-
-    def _status_of(self, run: ExaMonitorRun) -> tuple[bool, str]:
-        return run.status.is_terminal, str(run.raw_status)
-
     def _fetch(self, run_id: str) -> ExaMonitorRun:
         hook = self._hook()
         return hook.follow_replacement(self.monitor_id, hook.get_run(self.monitor_id, run_id))
@@ -268,27 +262,17 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
     def _await_new_run(
         self, hook: ExaHook, monitor_id: str, snapshot: set[str], end_time: float, recorded: bool
     ) -> ExaMonitorRun:
-        """The run a received trigger started. Transient list errors are waited out; a try that dies
-        here leaves ``triggered`` behind, so its retry waits too instead of paying again."""
-        while True:
-            try:
-                new = self._new_runs(hook, monitor_id, snapshot)
-            except PermanentError:
-                raise
-            except ProviderError as exc:
-                self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
-                new = []
-            if new:
-                self.log.info("%s: the triggered run is %s.", self._label(), new[0].describe())
-                return new[0]
-            remaining = end_time - time.time()
-            if remaining <= 0:
-                text = f"{self._label()} was triggered but no new run appeared within the deadline"
-                if not recorded:  # no store (Airflow < 3.3): a retry could not tell, and would pay again
-                    raise PermanentError(text + "; check the monitor's runs before clearing this task.")
-                # Retryable: the ledger says "triggered", so the retry keeps looking and never pays again.
-                raise ExaRunError(text + "; a retry of this task keeps looking for it (it does not trigger again).")
-            time.sleep(min(self.poll_interval, remaining))
+        """The run a received trigger started. A try that dies here leaves ``triggered`` behind, so its
+        retry waits too instead of paying again."""
+        new = self._look_for_new_runs(hook, monitor_id, snapshot, end_time)
+        if new:
+            self.log.info("%s: the triggered run is %s.", self._label(), new[0].describe())
+            return new[0]
+        text = f"{self._label()} was triggered but no new run appeared within the deadline"
+        if not recorded:  # no store (Airflow < 3.3): a retry could not tell, and would pay again
+            raise PermanentError(text + "; check the monitor's runs before clearing this task.")
+        # Retryable: the ledger says "triggered", so the retry keeps looking and never pays again.
+        raise ExaRunError(text + "; a retry of this task keeps looking for it (it does not trigger again).")
 
     def _adopt_after_unclear(
         self, hook: ExaHook, monitor_id: str, snapshot: set[str], who: str
@@ -305,29 +289,17 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
             self._label(),
             self.unclear_grace,
         )
-        give_up = time.time() + self.unclear_grace
-        while True:
-            try:
-                new = self._new_runs(hook, monitor_id, snapshot)
-            except PermanentError:
-                raise
-            except ProviderError as exc:
-                self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
-                new = []
-            if len(new) == 1:
-                self.log.info("Adopting %s, the one run that appeared after the unclear trigger.", new[0].describe())
-                return new[0]
-            if len(new) > 1:  # a scheduled run started at the same moment: which one is ours?
-                ids = ", ".join(run.id for run in new)
-                raise ExaUnclearTriggerPermanentError(
-                    f"{self._label()}: the trigger's answer was lost and {len(new)} new runs appeared ({ids}), so "
-                    "this task cannot tell which one it started. Not triggering again (each run is billed): check "
-                    "the monitor's runs, then clear this task."
-                )
-            remaining = give_up - time.time()
-            if remaining <= 0:
-                break
-            time.sleep(min(self.poll_interval, remaining))
+        new = self._look_for_new_runs(hook, monitor_id, snapshot, time.time() + self.unclear_grace)
+        if len(new) == 1:
+            self.log.info("Adopting %s, the one run that appeared after the unclear trigger.", new[0].describe())
+            return new[0]
+        if len(new) > 1:  # a scheduled run started at the same moment: which one is ours?
+            ids = ", ".join(run.id for run in new)
+            raise ExaUnclearTriggerPermanentError(
+                f"{self._label()}: the trigger's answer was lost and {len(new)} new runs appeared ({ids}), so "
+                "this task cannot tell which one it started. Not triggering again (each run is billed): check "
+                "the monitor's runs, then clear this task."
+            )
         if self.retrigger_on_unclear:
             self.log.warning("No new run appeared: triggering again (retrigger_on_unclear=True).")
             return None
@@ -336,6 +308,26 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
             f"appeared within unclear_grace={self.unclear_grace:.0f} s. Not triggering again (each run is "
             "billed): check the monitor's runs, then clear this task, or set retrigger_on_unclear=True."
         )
+
+    def _look_for_new_runs(
+        self, hook: ExaHook, monitor_id: str, snapshot: set[str], until: float
+    ) -> list[ExaMonitorRun]:
+        """Runs not in ``snapshot``, listed every ``poll_interval`` until some appear or ``until`` passes.
+
+        Transient list errors are waited out (a list that keeps failing must not make a retry pay again).
+        """
+        while True:
+            try:
+                new = self._new_runs(hook, monitor_id, snapshot)
+            except PermanentError:
+                raise
+            except ProviderError as exc:
+                self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
+                new = []
+            remaining = until - time.time()
+            if new or remaining <= 0:
+                return new
+            time.sleep(min(self.poll_interval, remaining))
 
     def _resume_stale(self, context: Context, event: Any) -> Any:
         """A retry that Airflow 3.0 resumed with the previous try's event.

@@ -111,12 +111,6 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
     def _label(self) -> str:
         return "Monid"
 
-    def _run_id(self, run: MonidRun) -> str:
-        return run.run_id
-
-    def _status_of(self, run: MonidRun) -> tuple[bool, str]:
-        return run.status.is_terminal, str(run.raw_status)
-
     def _fetch(self, run_id: str) -> MonidRun:
         return self.hook.get_run(run_id)
 

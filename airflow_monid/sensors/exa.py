@@ -134,12 +134,6 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
     def _label(self) -> str:
         return f"Exa {self.monitor_type} monitor {self.monitor_id}"
 
-    def _run_id(self, run: ExaMonitorRun) -> str:
-        return run.id
-
-    def _status_of(self, run: ExaMonitorRun) -> tuple[bool, str]:
-        return run.status.is_terminal, str(run.raw_status)
-
     def _fetch(self, run_id: str) -> ExaMonitorRun:
         hook = self._hook()
         run = hook.follow_replacement(

@@ -82,12 +82,6 @@ class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
     def _label(self) -> str:
         return "Monid"
 
-    def _run_id(self, run: MonidRun) -> str:
-        return run.run_id
-
-    def _status_of(self, run: MonidRun) -> tuple[bool, str]:
-        return run.status.is_terminal, str(run.raw_status)
-
     def _fetch(self, run_id: str) -> MonidRun:
         return MonidHook(self.monid_conn_id).get_run(run_id)
 

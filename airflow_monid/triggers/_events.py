@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from airflow_monid._waiting import StatusOf, Waiter, await_terminal, bounded
+from airflow_monid._waiting import StatusOf, Waiter, await_terminal
 from airflow_monid.exceptions import PermanentError
 from airflow_monid.models.events import RunEvent
 
 R = TypeVar("R")
-__all__ = ["bounded", "wait_for_event"]
 
 
 async def wait_for_event(
