@@ -409,3 +409,43 @@ def test_m13_a_trigger_error_event_fails_without_retry(connections: Emulator) ->
     with pytest.raises(PermanentError, match=r"Monid run r1 .*RUNNING.*401"):
         op.execute_complete(_deferred_context(), event)
     assert connections.requests() == []
+
+
+def test_e6_runs_list_failing_after_the_trigger_never_pays_twice(connections: Emulator) -> None:
+    """Issue 8 #1: the runs list fails after the trigger until the deadline. With the ledger the try
+    fails with a retry (E6), and the retry adopts the run instead of triggering again (E3)."""
+    from airflow_monid.exceptions import ExaRunError
+
+    emu = connections
+    emu.exa.add_monitor(MON)
+    store = Store()
+
+    def op() -> ExaTriggerMonitorOperator:
+        return ExaTriggerMonitorOperator(task_id="t", monitor_id=MON, poll_interval=0.05, timeout=0.5, retries=3)
+
+    emu.on_request(
+        lambda r: (
+            emu.add_fault("GET", rf"/monitors/{MON}/runs(\?.*)?", status=500, times=None)
+            if r.method == "POST"
+            else None
+        )
+    )
+    with pytest.raises(ExaRunError) as first:
+        op().execute({"ti": TI(1, 3), "task_state_store": store})
+    assert not isinstance(first.value, PermanentError)
+    assert store.values[EXA_LEDGER_KEY]["phase"] == "triggered"
+    emu.clear_faults()  # the list works again; the retry makes no POST, so the callback adds no fault
+    result = op().execute({"ti": TI(2, 3), "task_state_store": store})
+    (run,) = emu.exa.runs(MON)
+    assert result["id"] == run["id"] and emu.count("POST") == 1
+
+
+def test_e6_without_a_store_no_run_appearing_fails_without_retry(connections: Emulator) -> None:
+    """Airflow < 3.3: a retry could not recognise the run, so the try fails without one (E6)."""
+    emu = connections
+    emu.exa.add_monitor(MON)
+    emu.exa.trigger_creates = False
+    op = ExaTriggerMonitorOperator(task_id="t", monitor_id=MON, poll_interval=0.05, timeout=0.3, retries=3)
+    with pytest.raises(PermanentError, match="no new run appeared"):
+        op.execute({"ti": TI(1, 3)})
+    assert emu.count("POST") == 1
