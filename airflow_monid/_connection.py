@@ -14,7 +14,7 @@ import httpx
 
 from airflow_monid import __version__
 from airflow_monid._request_policy import ApiProfile, ApiSettings, RetryPolicy
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import ConfigError
 
 USER_AGENT = f"airflow-provider-monid/{__version__}"
 
@@ -37,7 +37,7 @@ def _number(extras: Mapping[str, Any], conn_type: str, name: str, default: float
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number) or number < 0 or (number == 0 and name != "retry_after_cap"):
-        raise MonidConfigError(
+        raise ConfigError(
             f"Connection {conn_id!r}: extra {name!r} must be a positive number of seconds or attempts, got {value!r}."
         )
     return number
@@ -71,12 +71,12 @@ def base_url_from(host: str | None, schema: str | None, port: int | None, defaul
         hostname.encode("idna")  # UnicodeError (a ValueError) on an empty or too long label: "a..b"
         httpx.URL(host)
     except (ValueError, httpx.InvalidURL) as exc:
-        raise MonidConfigError(
+        raise ConfigError(
             f"Connection {conn_id!r}: host {host!r} is not a valid base URL ({exc}); use a form like "
             "https://api.example.com or http://127.0.0.1:8080."
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MonidConfigError(
+        raise ConfigError(
             f"Connection {conn_id!r}: host {host!r} is not a valid base URL; use a form like "
             "https://api.example.com or http://127.0.0.1:8080."
         )
@@ -96,9 +96,7 @@ def settings_from_connection(
     base_url = base_url_from(conn.host, conn.schema, conn.port, default_base_url, conn_id)
     api_key = (conn.password or "").strip()
     if not api_key:
-        raise MonidConfigError(
-            f"Connection {conn_id!r} has no API key: put the {profile.name} key in its password field."
-        )
+        raise ConfigError(f"Connection {conn_id!r} has no API key: put the {profile.name} key in its password field.")
     read_timeout = _number(extras, conn_type, "timeout", 30.0, conn_id)
     connect_timeout = _number(extras, conn_type, "connect_timeout", 10.0, conn_id)
     retry = RetryPolicy(

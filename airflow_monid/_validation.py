@@ -6,29 +6,29 @@ import json
 import math
 from typing import Any
 
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import ConfigError
 
 
 def require_text(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise MonidConfigError(f"{name} must be a non-empty string, got {value!r}.")
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}.")
     return value
 
 
 def require_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise MonidConfigError(f"{name} must be a positive number of seconds, got {value!r}.")
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}.")
     return float(value)
 
 
 def require_json_object(value: Any, name: str = "input") -> dict[str, Any]:
     """A JSON object that serialises as is (no NaN/infinity, no sets or bytes)."""
     if not isinstance(value, dict):
-        raise MonidConfigError(f"{name} must be a JSON object (a dict), got {type(value).__name__}: {_short(value)}.")
+        raise ConfigError(f"{name} must be a JSON object (a dict), got {type(value).__name__}: {_short(value)}.")
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise MonidConfigError(
+        raise ConfigError(
             f"{name} must be JSON-serialisable without NaN or infinity ({exc}); convert sets, bytes, "
             "dates and non-finite numbers before passing it."
         ) from None
@@ -41,9 +41,9 @@ def require_statuses(value: Any, name: str = "allowed_provider_statuses") -> tup
     try:
         statuses = tuple(int(v) for v in value)
     except (TypeError, ValueError):
-        raise MonidConfigError(f"{name} must be a list of HTTP status codes, got {value!r}.") from None
+        raise ConfigError(f"{name} must be a list of HTTP status codes, got {value!r}.") from None
     if any(not 100 <= s <= 599 for s in statuses):
-        raise MonidConfigError(f"{name} must hold HTTP status codes between 100 and 599, got {value!r}.")
+        raise ConfigError(f"{name} must hold HTTP status codes between 100 and 599, got {value!r}.")
     return statuses
 
 

@@ -9,12 +9,12 @@ from typing import Any
 from airflow_monid._connection import read_extra
 from airflow_monid._request_policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings, build_path
 from airflow_monid.exceptions import (
-    MonidConfigError,
-    MonidPaginationLoopError,
-    MonidResponseError,
+    ConfigError,
+    PaginationLoopError,
     PermanentAPIError,
     PermanentError,
     ProviderError,
+    ResponseError,
 )
 from airflow_monid.hooks._api_hook import ApiHook, Call
 from airflow_monid.models.exa import ExaMonitor, ExaMonitorRun, ExaMonitorType, ExaPage, ExaRunStatus, RunWindow
@@ -50,7 +50,7 @@ def normalise_search_monitors_path(value: Any, where: str = "search_monitors_pat
     """``/monitors`` or ``/search-monitors`` (slashes optional); anything else is a config error."""
     text = "/" + str(value or "").strip().strip("/")
     if text not in SEARCH_MONITORS_PATHS:
-        raise MonidConfigError(f"{where} must be '/monitors' or '/search-monitors', got {value!r}.")
+        raise ConfigError(f"{where} must be '/monitors' or '/search-monitors', got {value!r}.")
     return text
 
 
@@ -64,7 +64,7 @@ def _monitor(response: ApiResponse) -> ExaMonitor:
 
 def _object(response: ApiResponse) -> dict[str, Any]:
     if not isinstance(response.data, dict):
-        raise MonidResponseError(f"Expected a JSON object from Exa, got {response.data!r:.200}")
+        raise ResponseError(f"Expected a JSON object from Exa, got {response.data!r:.200}")
     return response.data
 
 
@@ -169,7 +169,7 @@ class ExaHook(ApiHook):
     ) -> Iterator[list[ExaMonitorRun]]:
         """Pages of runs, newest first, following ``nextCursor`` while ``hasMore``.
 
-        :raises MonidPaginationLoopError: when the API repeats a cursor.
+        :raises PaginationLoopError: when the API repeats a cursor.
         """
         seen: set[str] = set()
         cursor: str | None = None
@@ -197,7 +197,7 @@ class ExaHook(ApiHook):
         """``POST /monitors/{id}/trigger``: starts a billed search monitor run.
 
         Exa answers ``{"triggered": true}`` without a run id. The request is never re-sent once it
-        may have reached Exa: an unclear outcome raises :class:`MonidUnclearSubmitError`.
+        may have reached Exa: an unclear outcome raises :class:`UnclearRequestError`.
         """
         return self._call(self._trigger_call(self.prefix("search"), monitor_id))
 
@@ -369,7 +369,7 @@ def _next_cursor(page: ExaPage, seen: set[str], monitor_id: str) -> str | None:
     if cursor is None:
         return None
     if cursor in seen:
-        raise MonidPaginationLoopError(
+        raise PaginationLoopError(
             f"Exa runs list of monitor {monitor_id!r} returned cursor {cursor!r} twice: pagination loop."
         )
     seen.add(cursor)

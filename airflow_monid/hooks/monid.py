@@ -7,12 +7,7 @@ from typing import Any
 
 from airflow_monid._request_policy import NOT_RESENT, ApiProfile, ApiRequest, ApiResponse, build_path
 from airflow_monid._validation import require_json_object, require_text
-from airflow_monid.exceptions import (
-    MonidAPIError,
-    MonidPaginationLoopError,
-    MonidResponseError,
-    MonidUnclearSubmitError,
-)
+from airflow_monid.exceptions import APIError, PaginationLoopError, ResponseError, UnclearRequestError
 from airflow_monid.hooks._api_hook import ApiHook, Call
 from airflow_monid.models.monid import MonidRun, MonidRunPage
 
@@ -50,8 +45,8 @@ def _submitted_run(response: ApiResponse) -> MonidRun:
     """The answer of a paid submit: one we cannot read as a run must not lead to a blind resubmit."""
     try:
         return MonidRun.from_api(response.data)
-    except MonidResponseError as exc:
-        raise MonidUnclearSubmitError(
+    except ResponseError as exc:
+        raise UnclearRequestError(
             f"Monid API POST /v1/run answered HTTP {response.status_code} "
             f"(x-request-id: {response.request_id or 'none'}) with a body that is not a usable run: {exc} " + NOT_RESENT
         ) from None
@@ -132,7 +127,7 @@ class MonidHook(ApiHook):
     def iter_runs(self, page_size: int = 100, max_items: int | None = None) -> Iterator[MonidRun]:
         """All runs, newest first, following the cursor until it is null, empty or absent.
 
-        :raises MonidPaginationLoopError: when the API repeats a cursor (after the pages already yielded).
+        :raises PaginationLoopError: when the API repeats a cursor (after the pages already yielded).
         """
         seen: set[str] = set()
         cursor: str | None = None
@@ -147,7 +142,7 @@ class MonidHook(ApiHook):
             if not page.cursor:
                 return
             if page.cursor in seen:
-                raise MonidPaginationLoopError(
+                raise PaginationLoopError(
                     f"Monid API GET /v1/runs returned cursor {page.cursor!r} twice: pagination loop, "
                     f"stopped after {count} runs."
                 )
@@ -179,7 +174,7 @@ class MonidHook(ApiHook):
         """``GET /v1/wallet/balance`` (free): checks the URL and the key, reports the balance."""
         try:
             data = self.get_wallet_balance()
-        except (MonidAPIError, MonidResponseError, Exception) as exc:  # the UI shows the message
+        except (APIError, ResponseError, Exception) as exc:  # the UI shows the message
             return False, str(exc)
         balance = data.get("balance") if isinstance(data, dict) else None
         if isinstance(balance, dict):

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from airflow_monid.exceptions import MonidResponseError
+from airflow_monid.exceptions import ResponseError
 
 # Numbers at or above this are epoch milliseconds, below it epoch seconds: 1e11 s is the year 5138,
 # 1e11 ms is March 1973, so no timestamp either API can produce falls on the wrong side.
@@ -77,7 +77,7 @@ def short(data: Any) -> str:
 
 
 class RawModel(BaseModel):
-    """A JSON object identified by ``id_key``; anything else raises :class:`MonidResponseError`."""
+    """A JSON object identified by ``id_key``; anything else raises :class:`ResponseError`."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -90,12 +90,12 @@ class RawModel(BaseModel):
     def from_api(cls, data: Any) -> Self:
         key = cls.id_key
         if not isinstance(data, dict) or not isinstance(data.get(key), str) or not data[key]:
-            raise MonidResponseError(f"Expected {cls.label} (a JSON object with a {key}), got {short(data)}")
+            raise ResponseError(f"Expected {cls.label} (a JSON object with a {key}), got {short(data)}")
         try:
             model = cls.model_validate(data)
         except ValidationError as exc:
             name = cls.label.split(" ", 1)[1]
-            raise MonidResponseError(
+            raise ResponseError(
                 f"{name[0].upper()}{name[1:]} {data.get(key)!r} has an unexpected shape: {exc.errors()[:3]}"
             ) from None
         model._raw = data

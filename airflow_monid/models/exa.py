@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_monid.exceptions import MonidConfigError, MonidResponseError, MonidRunError, MonidRunPermanentError
+from airflow_monid.exceptions import ConfigError, ExaRunError, ExaRunPermanentError, ResponseError
 from airflow_monid.models._base import RawModel, parse_status, parse_time, short
 
 log = logging.getLogger("airflow_monid.models")
@@ -31,7 +31,7 @@ class ExaMonitorType(str, Enum):
         try:
             return cls(value.value if isinstance(value, Enum) else str(value).strip().lower())
         except ValueError:
-            raise MonidConfigError(f"monitor_type must be 'search' or 'websets', got {value!r}.") from None
+            raise ConfigError(f"monitor_type must be 'search' or 'websets', got {value!r}.") from None
 
 
 class ExaRunStatus(str, Enum):
@@ -144,12 +144,10 @@ class ExaPage(BaseModel):
     @classmethod
     def from_api(cls, data: Any, what: str) -> ExaPage:
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise MonidResponseError(
-                f"Expected a page of Exa {what} ({{data, hasMore, nextCursor}}), got {short(data)}"
-            )
+            raise ResponseError(f"Expected a page of Exa {what} ({{data, hasMore, nextCursor}}), got {short(data)}")
         cursor = data.get("nextCursor")
         if cursor is not None and not isinstance(cursor, str):
-            raise MonidResponseError(f"Exa {what} page has a nextCursor that is not a string: {cursor!r}")
+            raise ResponseError(f"Exa {what} page has a nextCursor that is not a string: {cursor!r}")
         # Either signal ends the listing: hasMore false, or no cursor to continue with.
         more = bool(data.get("hasMore")) and bool(cursor)
         return cls(data=data["data"], next_cursor=cursor if more else None)
@@ -195,15 +193,15 @@ def run_outcome(run: ExaMonitorRun, label: str) -> dict[str, Any]:
     """The run's JSON as received when it completed; otherwise the failure the status calls for.
 
     :param label: names the monitor in messages, e.g. ``Exa search monitor mon_x``.
-    :raises MonidRunError: a failure a new run may fix (``failReason`` like ``rate_limited``).
-    :raises MonidRunPermanentError: any other failure or cancellation.
+    :raises ExaRunError: a failure a new run may fix (``failReason`` like ``rate_limited``).
+    :raises ExaRunPermanentError: any other failure or cancellation.
     """
     status = run.status
     if not status.is_terminal:
-        raise MonidRunError(f"{label} run {run.id} is still {run.raw_status!r}: no outcome yet.", run_id=run.id)
+        raise ExaRunError(f"{label} run {run.id} is still {run.raw_status!r}: no outcome yet.", run_id=run.id)
     if status.is_success:
         return run.raw
     message = f"{label} run {run.id} ended {run.raw_status}: {run.reason or 'no reason given'}"
     if status is ExaRunStatus.FAILED and run.reason in RETRYABLE_FAIL_REASONS:
-        raise MonidRunError(message + " (a new run may succeed)", run_id=run.id, status=str(run.raw_status))
-    raise MonidRunPermanentError(message, run_id=run.id, status=str(run.raw_status))
+        raise ExaRunError(message + " (a new run may succeed)", run_id=run.id, status=str(run.raw_status))
+    raise ExaRunPermanentError(message, run_id=run.id, status=str(run.raw_status))

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_monid.exceptions import MonidResponseError
+from airflow_monid.exceptions import ResponseError
 from airflow_monid.models._base import RawModel, parse_status, short
 
 
@@ -108,8 +108,8 @@ class MonidRunPage(BaseModel):
     @classmethod
     def from_api(cls, data: Any) -> MonidRunPage:
         if not isinstance(data, dict) or not isinstance(data.get("items", []), list):
-            raise MonidResponseError(f"Expected a page of Monid runs ({{items, cursor}}), got {short(data)}")
+            raise ResponseError(f"Expected a page of Monid runs ({{items, cursor}}), got {short(data)}")
         cursor = data.get("cursor")
         if cursor is not None and not isinstance(cursor, str):
-            raise MonidResponseError(f"Monid runs page has a cursor that is not a string: {cursor!r}")
+            raise ResponseError(f"Monid runs page has a cursor that is not a string: {cursor!r}")
         return cls(items=[MonidRun.from_api(item) for item in data.get("items") or []], cursor=cursor or None)

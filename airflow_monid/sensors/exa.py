@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow_monid._deferral import Deadline
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._validation import require_text
-from airflow_monid.exceptions import MonidConfigError, PermanentError, ProviderError
+from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time, run_outcome
 from airflow_monid.sensors.monid import sensor_fail, sensor_timeout
@@ -31,7 +31,7 @@ def to_utc(value: Any, name: str) -> datetime | None:
         return None
     parsed = parse_time(value)
     if parsed is None:
-        raise MonidConfigError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")
+        raise ConfigError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")
     return parsed.astimezone(UTC)
 
 
@@ -108,7 +108,7 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
             after = after or default_after or datetime.now(UTC)
             before = before or default_before
         if before is not None and after >= before:
-            raise MonidConfigError(f"created_after ({after}) must be earlier than created_before ({before}).")
+            raise ConfigError(f"created_after ({after}) must be earlier than created_before ({before}).")
         return after, before
 
     def _check(self, hook: ExaHook) -> None:

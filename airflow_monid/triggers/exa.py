@@ -11,7 +11,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_monid._waiting import Waiter, bounded
-from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError
+from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time
 from airflow_monid.triggers._events import wait_for_event
@@ -207,21 +207,21 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
     ) -> None:
         super().__init__()
         if not isinstance(monitor_id, str) or not monitor_id.strip():
-            raise MonidConfigError(f"monitor_id must be a non-empty string, got {monitor_id!r}.")
+            raise ConfigError(f"monitor_id must be a non-empty string, got {monitor_id!r}.")
         self.monitor_id = monitor_id
         self.monitor_type = ExaMonitorType.parse(monitor_type).value
         self.exa_conn_id = exa_conn_id
         self.poll_interval = float(poll_interval)
         if not self.poll_interval > 0:
-            raise MonidConfigError(f"poll_interval must be > 0 seconds, got {poll_interval!r}.")
+            raise ConfigError(f"poll_interval must be > 0 seconds, got {poll_interval!r}.")
         try:
             self.statuses = normalise_statuses(["completed"] if statuses is None else list(statuses))
         except ValueError as exc:
-            raise MonidConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
         self.search_monitors_path = search_monitors_path or None
         self.catch_up_limit = int(catch_up_limit)
         if self.catch_up_limit < 1:
-            raise MonidConfigError(f"catch_up_limit must be >= 1, got {catch_up_limit!r}.")
+            raise ConfigError(f"catch_up_limit must be >= 1, got {catch_up_limit!r}.")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # Lists and primitives only: Airflow 3.0-3.2 hash the raw kwargs, and a tuple hashes
@@ -277,7 +277,7 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
                 raise
             except Exception as exc:  # never end: a watcher that returns is re-created every second
                 failures += 1
-                permanent = isinstance(exc, MonidConfigError) or (isinstance(exc, MonidAPIError) and exc.is_permanent)
+                permanent = isinstance(exc, PermanentError)
                 if permanent:
                     wait = max(self.poll_interval, WATCHER_PERMANENT_RETRY)
                 else:
@@ -328,7 +328,7 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
             if cursor is None:
                 return runs
             if cursor in cursors:
-                raise MonidError(f"{self.label}: Exa returned cursor {cursor!r} twice (pagination loop).")
+                raise ProviderError(f"{self.label}: Exa returned cursor {cursor!r} twice (pagination loop).")
             cursors.add(cursor)
 
     def _event(self, run: ExaMonitorRun) -> dict[str, Any]:
@@ -361,7 +361,7 @@ class _Complaint:
     def report(self, exc: BaseException, permanent: bool, wait: float, what: str = "polling") -> None:
         text = str(exc) or type(exc).__name__
         # The same failure, whatever its request id: an API error is known by its status and path.
-        same = f"{exc.status_code} {exc.path}" if isinstance(exc, MonidAPIError) else f"{type(exc).__name__} {text}"
+        same = f"{exc.status_code} {exc.path}" if isinstance(exc, APIError) else f"{type(exc).__name__} {text}"
         now = time.monotonic()
         if self._last is not None and self._last[0] == same and now - self._last[1] < WATCHER_LOG_INTERVAL:
             self._suppressed += 1

@@ -707,6 +707,17 @@ class AirflowCluster:
             raise ClusterError(f"subprocess failed rc={r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr[-4000:]}")
         return r.stdout
 
+    def pause_dags(self, dag_ids: Iterable[str], watchers_gone: Callable[[], bool], timeout: float = 90) -> None:
+        """Pause DAGs (those whose file exists) and wait until ``watchers_gone()``.
+
+        Used for the example DAGs scheduled by an AssetWatcher: a watcher polls the emulator's monitors
+        on its own and would take the request holds and counts of other tests (it has its own tests).
+        """
+        for dag_id in dag_ids:
+            self.wait_dag(dag_id)
+            self.api.patch(f"/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+        _wait_until(watchers_gone, timeout, "the paused DAGs' watcher triggers to be removed")
+
     def trigger_rows(self) -> list[TriggerRow]:
         """Rows of the ``trigger`` table: id, classpath, Fernet-decrypted kwargs, repr of the trigger
         rebuilt the way the triggerer does it. Rows only exist while a task is deferred."""

@@ -240,7 +240,7 @@ def test_marking_a_deferred_task_failed_stops_the_monid_run(
     assert c.task_states(DEFERRABLE_DAG, run) == {"run": "failed"}
     assert len(emu.run_posts()) == 1
     assert len(_run_requests(emu, monid_run_id + "/stop", "POST")) == 1
-    line = f"Stop requested for Monid run {monid_run_id} on user kill"
+    line = f"Stop requested for Monid run {monid_run_id} (task failed)"  # on_kill read the task's state
     _wait_until(
         lambda: line in c.task_log_text(DEFERRABLE_DAG, run, "run"),
         30,

@@ -22,13 +22,16 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cluster import _wait_until
-from tests.integration.conftest import EXAMPLE_DAGS, _save_logs, connections_to_env, skip_or_fail
+from tests.integration.conftest import (
+    EVENT_DRIVEN_EXAMPLES,
+    EXAMPLE_DAGS,
+    _save_logs,
+    connections_to_env,
+    skip_or_fail,
+)
 from tests.integration.production_cluster import ProductionCluster, production_unavailable_reason
 from tests.integration.provider_support import TriggerRowReader
 
-#: example DAGs scheduled by an AssetWatcher (paused on this cluster, see _pause_event_driven_examples)
-EVENT_DRIVEN_EXAMPLES = ("exa_monitor_event_driven",)
 #: stage timings and failover figures, printed in the terminal summary
 REPORT: dict[str, str] = {}
 _FAILED: list[str] = []
@@ -104,19 +107,9 @@ def production_cluster(
 
 
 def _pause_event_driven_examples(c: ProductionCluster) -> None:
-    """Pause the example DAGs scheduled by an AssetWatcher and wait until their watcher triggers are
-    gone: a watcher polls the emulator's monitors on its own (every 60 s) and would take the request
-    holds and counts of these tests. The watcher has its own tests (test_exa_watcher_cluster.py)."""
-    for dag_id in EVENT_DRIVEN_EXAMPLES:
-        if not (EXAMPLE_DAGS / f"{dag_id}.py").exists():
-            continue
-        c.wait_dag(dag_id)
-        r = c.api.patch(f"/dags/{dag_id}", json={"is_paused": True})
-        r.raise_for_status()
-    _wait_until(
+    c.pause_dags(
+        [d for d in EVENT_DRIVEN_EXAMPLES if (EXAMPLE_DAGS / f"{d}.py").exists()],
         lambda: not c.sql("SELECT id FROM trigger WHERE classpath LIKE %s", ("%Watcher",)),
-        90,
-        "the paused DAGs' watcher triggers to be removed",
     )
 
 
