@@ -149,8 +149,8 @@ class RunLifecycle(Generic[R]):
         if run_id:
             try:
                 run = self._fetched(context, run_id)
-            except PermanentError:
-                raise
+            except PermanentError as exc:
+                self._fail(str(exc))
             except ProviderError as exc:
                 if parsed.status != "timeout":
                     raise  # retryable: the retry finds the run in the ledger
