@@ -25,6 +25,7 @@ log = logging.getLogger("airflow_monid.exactly_once")
 
 LEDGER_KEY = "monid_run"
 RECONCILE_LIMIT = 100
+MAX_DELIVERED = 20  # delivered run ids kept in the ledger (reconciliation only looks at 100 runs anyway)
 
 
 def request_digest(provider: str, endpoint: str, input: dict[str, Any]) -> str:
@@ -61,8 +62,14 @@ class RunLedger:
         return value if isinstance(value, dict) else None
 
     def write(self, value: dict[str, Any]) -> None:
-        if self.store is not None:
-            self.store.set(self.key, {**value, "cycle": self.cycle})
+        if self.store is None:
+            return
+        # Runs delivered by any earlier try travel with every entry, so none is ever adopted again.
+        delivered = (self.load() or {}).get("delivered_runs") or []
+        entry = {**value, "cycle": self.cycle}
+        if delivered and "delivered_runs" not in value:
+            entry["delivered_runs"] = delivered
+        self.store.set(self.key, entry)
 
     def remember(self, run_id: str, digest: str, **extra: Any) -> None:
         self.write({"run_id": run_id, "hash": digest, "delivered": False, **extra})
@@ -70,18 +77,20 @@ class RunLedger:
     def mark_delivered(self) -> None:
         value = self.load()
         if value is not None and isinstance(value.get("run_id"), str):
-            self.write({**value, "delivered": True})
+            delivered = [r for r in value.get("delivered_runs") or [] if r != value["run_id"]]
+            self.write({**value, "delivered": True, "delivered_runs": [*delivered, value["run_id"]][-MAX_DELIVERED:]})
 
     def has_cycle_entry(self) -> bool:
         entry = self.load()
         return entry is not None and entry.get("cycle") == self.cycle
 
     def delivered_ids(self) -> set[str]:
-        """Runs already delivered by an earlier cycle: never adopted again."""
-        entry = self.load()
-        if entry and entry.get("delivered") and isinstance(entry.get("run_id"), str):
-            return {entry["run_id"]}
-        return set()
+        """Runs already delivered by an earlier try or cycle: never adopted again."""
+        entry = self.load() or {}
+        ids = {r for r in entry.get("delivered_runs") or [] if isinstance(r, str)}
+        if entry.get("delivered") and isinstance(entry.get("run_id"), str):
+            ids.add(entry["run_id"])
+        return ids
 
     def candidate(self, digest: str) -> tuple[str | None, str]:
         """The stored run a try may reuse (``None`` when it must not), and why, for the log.

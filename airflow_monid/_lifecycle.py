@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 from airflow_monid._deferral import Deadline
 from airflow_monid._waiting import Waiter, wait_on_worker
 from airflow_monid.exceptions import PermanentError, ProviderError
-from airflow_monid.models.events import parse_event
+from airflow_monid.models.events import RunEvent, parse_event
 
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
@@ -84,6 +84,10 @@ class RunLifecycle(Generic[R]):
         """A failure no retry can fix (sensors turn it into a skip with ``soft_fail``)."""
         raise PermanentError(message)
 
+    def _unreadable(self, context: Any, event: RunEvent, exc: PermanentError) -> Any:
+        """The run could not be read on resume for a reason no retry fixes (401, 404...)."""
+        self._fail(str(exc))
+
     def _seen(self, context: Any, run: R) -> None:
         """Called with every run read while waiting (publish a run that replaced the one awaited)."""
 
@@ -150,10 +154,16 @@ class RunLifecycle(Generic[R]):
             try:
                 run = self._fetched(context, run_id)
             except PermanentError as exc:
-                self._fail(str(exc))
+                return self._unreadable(context, parsed, exc)
             except ProviderError as exc:
-                if parsed.status != "timeout":
-                    raise  # retryable: the retry finds the run in the ledger
+                if parsed.status != "timeout" and not deadline.passed():
+                    # One bad answer on resume must not cost a retry (or skip a soft_fail sensor).
+                    self.log.warning(  # type: ignore[attr-defined]
+                        "Reading %s on resume failed (%s): waiting again until the same deadline.",
+                        self._describe(run_id),
+                        exc,
+                    )
+                    self._defer_until(context, run_id, deadline)
                 parsed.message = f"{parsed.message} The last read failed too: {exc}".strip()
         if run is not None and self._status_of(run)[0]:
             # Terminal when read again: judge it, even when the event said "timeout" (it finished at the deadline).

@@ -293,21 +293,38 @@ class Attempt:
         return scrub(message or _preview(text, "") or "no message", self.settings.key)
 
 
-def _headers(settings: ApiSettings) -> dict[str, str]:
+class KeyAuth(httpx.Auth):
+    """Adds the API's auth header to each request as it is sent.
+
+    The key stays inside this object (whose repr hides it) rather than in a headers dict that would sit
+    in the sending frame's locals, which error reporters capturing locals print with every traceback.
+    """
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self._settings = settings
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers.update(self._settings.profile.auth_header(self._settings.key))
+        yield request
+
+    def __repr__(self) -> str:
+        return f"KeyAuth({self._settings.profile.name}, key=***)"
+
+    def headers(self) -> dict[str, str]:
+        """The auth header itself (for tests of the wire format)."""
+        return self._settings.profile.auth_header(self._settings.key)
+
+
+def build(settings: ApiSettings, request: ApiRequest) -> dict[str, Any]:
     if not settings.key:
         raise ConfigError(
             f"The {settings.profile.name} connection has no API key: put the key in the connection's password field."
         )
-    headers = {"User-Agent": settings.user_agent, "Accept": "application/json"}
-    headers.update(settings.profile.auth_header(settings.key))
-    return headers
-
-
-def build(settings: ApiSettings, request: ApiRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "method": request.method,
         "url": settings.base_url.rstrip("/") + request.path,
-        "headers": _headers(settings),
+        "headers": {"User-Agent": settings.user_agent, "Accept": "application/json"},
+        "auth": KeyAuth(settings),
         "timeout": settings.timeout,
     }
     if request.params:

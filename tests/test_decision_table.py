@@ -260,7 +260,12 @@ def test_e4_death_between_intent_and_trigger_never_pays_blindly(
 
     def make() -> ExaTriggerMonitorOperator:
         return ExaTriggerMonitorOperator(
-            task_id="t", monitor_id=MON, poll_interval=0.05, unclear_grace=0.2, retrigger_on_unclear=retrigger
+            task_id="t",
+            monitor_id=MON,
+            poll_interval=0.05,
+            unclear_grace=0.2,
+            retrigger_on_unclear=retrigger,
+            retries=3,
         )
 
     if retrigger:
@@ -449,3 +454,115 @@ def test_e6_without_a_store_no_run_appearing_fails_without_retry(connections: Em
     with pytest.raises(PermanentError, match="no new run appeared"):
         op.execute({"ti": TI(1, 3)})
     assert emu.count("POST") == 1
+
+
+# ----- gaps found in review --------------------------------------------------------------------------
+
+
+def test_e_refused_trigger_started_nothing_so_the_retry_triggers(connections: Emulator) -> None:
+    """A 429 storm outlasting the request core's retries: nothing started, so the retry may pay (once)."""
+    from airflow_monid.exceptions import TransientAPIError
+
+    emu = connections
+    emu.exa.add_monitor(MON)
+    emu.add_fault("POST", rf"/monitors/{MON}/trigger", status=429, times=4)
+    store = Store()
+
+    def op() -> ExaTriggerMonitorOperator:
+        return ExaTriggerMonitorOperator(task_id="t", monitor_id=MON, poll_interval=0.05, retries=3)
+
+    with pytest.raises(TransientAPIError):
+        op().execute({"ti": TI(1, 3), "task_state_store": store})
+    assert store.values[EXA_LEDGER_KEY]["phase"] == "refused" and emu.exa.runs(MON) == []
+    assert op().execute({"ti": TI(2, 3), "task_state_store": store})["status"] == "completed"
+    assert len(emu.exa.runs(MON)) == 1
+
+
+def test_e_an_earlier_cycles_intent_is_not_this_cycles(connections: Emulator) -> None:
+    """Cleared after an unclear trigger: the new cycle triggers anew, never adopting a scheduled run."""
+    emu = connections
+    emu.exa.add_monitor(MON)
+    scheduled = emu.exa.add_run(MON, status="completed")  # appeared after cycle 1's snapshot
+    store = Store()
+    store.set(EXA_LEDGER_KEY, {"phase": "about_to_trigger", "snapshot": [], "hash": _exa_hash(), "cycle": 1})
+    op = ExaTriggerMonitorOperator(task_id="t", monitor_id=MON, poll_interval=0.05, unclear_grace=0.2, retries=3)
+    result = op.execute({"ti": TI(3, 2 + 3), "task_state_store": store})  # cleared after try 2: cycle 3
+    assert result["id"] != scheduled["id"] and emu.count("POST") == 1
+
+
+def test_m8_a_lost_record_after_a_failed_run_is_still_found(connections: Emulator) -> None:
+    """Try 1's r1 FAILED (stored); try 2 paid r2 and died before recording it: try 3 adopts r2."""
+    emu = connections
+    emu.monid.set_endpoint(*PDL, mode="async", polls_to_finish=1, output={"full_name": "Jane"})
+    r1 = emu.monid.add_run(provider=PDL[0], endpoint=PDL[1], input=INPUT, status="FAILED")["runId"]
+    r2 = emu.monid.add_run(provider=PDL[0], endpoint=PDL[1], input=INPUT, status="COMPLETED")["runId"]
+    store = Store()
+    store.set(LEDGER_KEY, {"run_id": r1, "hash": _monid_hash(), "delivered": False, "cycle": 1})
+    op = MonidRunOperator(task_id="t", provider=PDL[0], endpoint=PDL[1], input=INPUT, retries=3)
+    ti = TI(3, 3)
+    op.execute({"ti": ti, "task_state_store": store})
+    assert ti.pushed["run_id"] == r2 and emu.count("POST", "/v1/run") == 0
+
+
+def test_m8_a_run_delivered_in_an_earlier_cycle_is_never_adopted(connections: Emulator) -> None:
+    """Cycle 1 delivered r0; cycle 2 paid r1, which FAILED; its retry must pay, not adopt stale r0."""
+    emu = connections
+    emu.monid.set_endpoint(*PDL, mode="sync")
+    r0 = emu.monid.add_run(provider=PDL[0], endpoint=PDL[1], input=INPUT, status="COMPLETED")["runId"]
+    r1 = emu.monid.add_run(provider=PDL[0], endpoint=PDL[1], input=INPUT, status="FAILED")["runId"]
+    store = Store()
+    entry = {"run_id": r1, "hash": _monid_hash(), "delivered": False, "cycle": 2, "delivered_runs": [r0]}
+    store.set(LEDGER_KEY, entry)
+    ti = TI(3, max_tries=1 + 3)  # cleared after try 1: cycle 2 = tries 2..5
+    MonidRunOperator(task_id="t", provider=PDL[0], endpoint=PDL[1], input=INPUT, retries=3).execute(
+        {"ti": ti, "task_state_store": store}
+    )
+    assert ti.pushed["run_id"] not in (r0, r1) and emu.count("POST", "/v1/run") == 1
+    assert r0 in store.values[LEDGER_KEY]["delivered_runs"]
+
+
+@pytest.mark.parametrize(
+    ("state", "stops"), [("failed", True), ("success", True), ("restarting", False), (None, False)]
+)
+def test_m18_m19_worker_on_kill_stops_only_for_a_final_state(
+    connections: Emulator, monkeypatch: pytest.MonkeyPatch, state: str | None, stops: bool
+) -> None:
+    """SIGTERM on the worker: marked failed → stop; cleared (restarting) or unreadable → the next try reuses."""
+    emu = connections
+    run_id = emu.monid.add_run(status="RUNNING")["runId"]
+    monkeypatch.setattr("airflow_monid.operators.monid.task_state_on_worker", lambda ti: state)
+    op = MonidRunOperator(task_id="t", provider=PDL[0], endpoint=PDL[1], input=INPUT)
+    op.run_id = run_id
+    op.on_kill()
+    assert emu.count("POST", f"/v1/runs/{run_id}/stop") == (1 if stops else 0)
+
+
+def test_m14_a_5xx_burst_on_resume_defers_again_instead_of_using_a_retry(connections: Emulator) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    emu = connections
+    run_id = emu.monid.add_run(status="COMPLETED")["runId"]
+    emu.add_fault("GET", rf"/v1/runs/{run_id}", status=503, times=4)
+    op = MonidRunOperator(task_id="t", provider=PDL[0], endpoint=PDL[1], input=INPUT, deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute_complete(_deferred_context(), {"status": "terminal", "run_id": run_id, "run_status": "COMPLETED"})
+    assert emu.count("POST") == 0
+
+
+def test_s3_exa_sensor_keeps_a_completed_run_whose_monitor_was_deleted(connections: Emulator) -> None:
+    from airflow_monid.sensors.exa import ExaMonitorRunSensor
+
+    connections.exa.add_monitor("mon_other")  # mon_x does not exist (any more): its runs read 404
+    sensor = ExaMonitorRunSensor(task_id="s", monitor_id=MON, run_id="r9", deferrable=True)
+    context = _deferred_context()
+    result = sensor.execute_complete(context, {"status": "terminal", "run_id": "r9", "run_status": "completed"})
+    assert result == {"id": "r9", "monitorId": MON, "status": "completed"}
+    assert context["ti"].pushed["run_id"] == "r9"
+
+
+def _monid_hash() -> str:
+    import hashlib
+    import json
+
+    text = json.dumps([*PDL, INPUT], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

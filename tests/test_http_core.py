@@ -328,7 +328,8 @@ def test_requests_carry_bearer_key_user_agent_and_json_headers(connections: Emul
     assert post.headers["content-type"] == "application/json"
     assert post.body == {"query": "company headcount", "limit": 5}
     built = _request_policy.build(hook.settings, ApiRequest("GET", "/v1/wallet/balance"))
-    assert built["headers"]["Authorization"] == f"Bearer {MONID_KEY}"
+    assert built["auth"].headers() == {"Authorization": f"Bearer {MONID_KEY}"}
+    assert MONID_KEY not in repr(built)  # what a traceback's locals show of the sending frame
     assert built["url"] == f"{emu.url}/v1/wallet/balance"
 
 

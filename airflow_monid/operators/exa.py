@@ -35,6 +35,7 @@ LEDGER_KEY = "exa_monitor_run"
 # Phases of the ledger entry around the billed trigger (README "Decision table", Exa rows).
 ABOUT_TO_TRIGGER = "about_to_trigger"  # written before POST /trigger, with the snapshot of run ids
 TRIGGERED = "triggered"  # written once Exa answered {"triggered": true}
+REFUSED = "refused"  # the trigger failed in a way that started nothing (never arrived, 429, 4xx)
 _REUSABLE = frozenset({ExaRunStatus.PENDING, ExaRunStatus.RUNNING, ExaRunStatus.UNKNOWN, ExaRunStatus.COMPLETED})
 
 
@@ -190,7 +191,8 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
         entry = ledger.load() or {}
         digest = monitor_digest(monitor_id)
         same = entry.get("hash") == digest and not (entry.get("delivered") and entry.get("cycle") != ledger.cycle)
-        phase = entry.get("phase")
+        # The trigger intent speaks for the tries of its own cycle only: after a clear the user asks anew.
+        phase = entry.get("phase") if entry.get("cycle") == ledger.cycle else None
         if same and isinstance(entry.get("run_id"), str):
             reused = self._reuse_stored(hook, monitor_id, entry["run_id"], bool(entry.get("delivered")))
             if reused is not None:
@@ -253,7 +255,13 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
             if adopted is None:
                 raise ExaUnclearTriggerError(f"{self._label()}: {exc}") from None
             return adopted
+        except Exception:
+            # Any other error means Exa started nothing (the request core only raises these for a
+            # request that never arrived, a 429 or a refusal): a retry may trigger without doubt.
+            ledger.write({**intent, "phase": REFUSED})
+            raise
         if answer.get("triggered") is not True:
+            ledger.write({**intent, "phase": REFUSED})
             raise PermanentError(f"{self._label()} was not triggered: Exa answered {answer!r}.")
         ledger.write({**intent, "phase": TRIGGERED})
         self.log.info("Triggered %s; looking for the run it started.", self._label())

@@ -12,6 +12,7 @@ from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._outcome import apply_outcome, is_reusable
+from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
 from airflow_monid._validation import (
     require_json_object,
     require_positive,
@@ -98,6 +99,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         self.durable = durable
         self.adopt_existing_run = adopt_existing_run
         self.run_id: str | None = None
+        self._ti: Any = None  # for on_kill, which Airflow calls without a context
 
     @property
     def hook(self) -> MonidHook:
@@ -159,6 +161,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         payload = require_json_object(self.input)
         hook = self.hook
         hook.settings  # noqa: B018 - a bad URL or missing key fails here, before any money is spent
+        self._ti = context["ti"]
         ledger = self._ledger(context)
         run = self._obtain_run(context, hook, ledger, provider, endpoint, payload)
         # The deadline counts from the moment the run is known, capped by execution_timeout.
@@ -189,20 +192,24 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         """Reuse the run an earlier try paid for, adopt a lost one, or submit a new one (README table)."""
         digest = request_digest(provider, endpoint, payload)
         try_number = try_number_of(context)
-        run_id, why = ledger.candidate(digest)
-        if run_id is not None:
-            reused = self._reuse_stored(hook, run_id)
+        stored, why = ledger.candidate(digest)
+        if stored is not None:
+            reused = self._reuse_stored(hook, stored)
             if reused is not None:
                 return reused
-        elif self.durable and self.adopt_existing_run and try_number > ledger.cycle and not ledger.has_cycle_entry():
-            # A retry with no record of this cycle: Airflow < 3.3, or the worker died between POST and
-            # writing the ledger. (The first try of a cycle never looks: an earlier cycle's run is stale.)
+            why = f"stored run {stored} is not reusable"
+        lost_record = not ledger.has_cycle_entry() or stored is not None
+        if self.durable and self.adopt_existing_run and try_number > ledger.cycle and lost_record:
+            # A retry that may have paid without a record: Airflow < 3.3, or a worker that died between
+            # a POST and writing the ledger (also after an earlier try's run that is not reusable). The
+            # first try of a cycle never looks: an earlier cycle's runs are stale.
             where = "this Airflow has no task_state_store" if not ledger.available else why
             self.log.info("Try %s and %s: looking for a run an earlier try paid for.", try_number, where)
+            excluded = ledger.delivered_ids() | ({stored} if stored else set())
             matches = [
                 m
                 for m in find_matching_runs(hook, provider, endpoint, payload, self._since(context))
-                if m.run_id not in ledger.delivered_ids()
+                if m.run_id not in excluded
             ]
             adopted = adopt_one(matches, self.allowed_provider_statuses)
             if adopted is not None:
@@ -251,7 +258,18 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         return start - timedelta(seconds=60) if isinstance(start, datetime) else None
 
     def on_kill(self) -> None:
-        """Stop the run when the task is killed on the worker (polling mode, ``execution_timeout``)."""
+        """Stop the run when the task was marked failed/success/skipped while polling on the worker.
+
+        Airflow also calls this when the worker is told to stop for other reasons (the task was
+        cleared, heartbeats failed, a graceful shutdown): then the next try reuses the run, so it is
+        left alone, as the trigger's ``on_kill`` does (README "Killing a task"). The deadline
+        (``timeout``/``execution_timeout``) stops the run through its own path.
+        """
+        state = task_state_on_worker(self._ti)
+        if state not in STOP_ON_STATES:
+            if self.run_id:
+                self.log.info("Task killed while %s: Monid run %s is left for the next try.", state, self.run_id)
+            return
         if self.run_id:
             try:
                 self.hook.stop_run(self.run_id)

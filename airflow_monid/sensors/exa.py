@@ -13,6 +13,7 @@ from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._validation import require_text
 from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
+from airflow_monid.models.events import RunEvent
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time, run_outcome
 from airflow_monid.sensors.monid import sensor_fail, sensor_timeout
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
@@ -168,6 +169,21 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
             return run_outcome(run, self._label())
         except ProviderError as exc:
             self._fail(str(exc))
+
+    def _unreadable(self, context: Context, event: RunEvent, exc: PermanentError) -> Any:
+        """A run the trigger saw complete, unreadable now (its monitor was deleted meanwhile): it did
+        complete, so the task succeeds with what the event knew (issue 8 #10), saying so."""
+        completed = ExaRunStatus.parse(event.run_status) is ExaRunStatus.COMPLETED
+        if event.status == "terminal" and completed and getattr(exc, "status_code", None) == 404:
+            self.log.warning(
+                "%s run %s completed, but can no longer be read (%s): succeeding with the event's data only.",
+                self._label(),
+                event.run_id,
+                exc,
+            )
+            context["ti"].xcom_push(key="run_id", value=event.run_id)
+            return {"id": event.run_id, "monitorId": self.monitor_id, "status": event.run_status}
+        self._fail(str(exc))
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
         what = f"run {run_id} was not terminal" if run_id else "no run was created in the window"

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_monid._task_state import task_state_now
+from airflow_monid._task_state import STOP_ON_STATES, task_state_now
 from airflow_monid._waiting import Waiter, bounded
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
@@ -17,10 +17,6 @@ from airflow_monid.triggers._events import wait_for_event
 log = logging.getLogger(__name__)
 
 _ON_KILL_BUDGET = 20.0  # stays inside [triggerer] on_kill_timeout (30 s by default)
-# The task states after which nobody will wait for the run again: only then does on_kill stop it.
-# ``deferred`` means the trigger moved to another triggerer; None/scheduled/queued/running/
-# up_for_retry mean a clear or a retry, whose next try reuses the run (README "Killing a task").
-STOP_ON_STATES = frozenset({"failed", "success", "skipped", "upstream_failed"})
 
 
 class MonidRunTrigger(BaseTrigger):
