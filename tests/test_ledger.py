@@ -69,7 +69,15 @@ def test_first_try_remembers_the_run_and_marks_it_delivered(connections: Emulato
     output, ti = _execute(store, try_number=1)
     assert output["full_name"]
     entry = store.values[LEDGER_KEY]
-    assert entry == {"run_id": ti.pushed["run_id"], "hash": digest(*PDL, INPUT), "delivered": True, "cycle": 1}
+    run_id = ti.pushed["run_id"]
+    expected = {
+        "run_id": run_id,
+        "hash": digest(*PDL, INPUT),
+        "delivered": True,
+        "cycle": 1,
+        "delivered_runs": [run_id],
+    }
+    assert entry == expected
     assert connections.count("POST", "/v1/run") == 1
 
 
