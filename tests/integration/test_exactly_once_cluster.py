@@ -105,7 +105,8 @@ def test_worker_sigkill_after_the_run_was_stored_retries_without_paying_again(
     posts = emu.run_posts()
     assert len(posts) == 1 and posts[0].body["input"] == {"searchTerms": ["exactly-once"]}
     assert emu.count("POST", f"/v1/runs/{monid_run_id}/stop") == 0
-    assert _ledger(c, run) == {**ledger, "delivered": True}
+    # delivered, and listed among the delivered runs that are never adopted again
+    assert _ledger(c, run) == {**ledger, "delivered": True, "delivered_runs": [monid_run_id]}
 
     events = c.sql(
         "SELECT event, try_number FROM log WHERE dag_id = ? AND run_id = ? AND event = 'heartbeat timeout'",

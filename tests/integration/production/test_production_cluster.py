@@ -402,7 +402,8 @@ def test_celery_worker_sigkill_while_polling_retries_on_the_other_worker_without
     posts = emu.run_posts()
     assert len(posts) == 1 and posts[0].body["input"] == {"searchTerms": ["celery-worker-lost"]}
     assert _stops(emu) == []
-    assert _ledger(c, run) == {**ledger, "delivered": True}
+    # delivered, and listed among the delivered runs that are never adopted again
+    assert _ledger(c, run) == {**ledger, "delivered": True, "delivered_runs": [monid_run_id]}
     try2 = c.task_log_text(POLL, run, "run", try_number=2)
     assert f"Reusing Monid run {monid_run_id} from an earlier try" in try2
     assert "Submitted Monid run" not in try2
