@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -51,12 +52,19 @@ def test_cli_lists_provider_and_hook() -> None:
     assert types["exa"]["class"] == "airflow_monid.hooks.exa.ExaHook"
 
 
-def _hook_meta(conn_type: str) -> dict:
+@functools.cache
+def _hook_metas() -> dict[str, dict]:
+    """Built once per session, as the API server does: Airflow 3.2's hook_meta_data puts mocks for a
+    missing wtforms/FAB into sys.modules and, run again after a cache_clear(), fails on them
+    ("wtforms.__spec__ is not set")."""
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 
     HookMetaService.hook_meta_data.cache_clear() if hasattr(HookMetaService.hook_meta_data, "cache_clear") else None
-    metas = {m.connection_type: m for m in HookMetaService.hook_meta_data()}
-    return metas[conn_type].model_dump()
+    return {m.connection_type: m.model_dump() for m in HookMetaService.hook_meta_data()}
+
+
+def _hook_meta(conn_type: str) -> dict:
+    return _hook_metas()[conn_type]
 
 
 @pytest.mark.parametrize(
