@@ -93,16 +93,13 @@ class RunLifecycle(Generic[R]):
 
     # --- the lifecycle --------------------------------------------------------------------------
 
-    def _await(self, context: Any, run: R | None, deadline: Deadline, run_id: str | None = None) -> Any:
-        """Wait for ``run`` (or, with ``run=None``, the run the trigger selects) until ``deadline``."""
-        if run is not None:
-            run_id = self._run_id(run)
-            if self._status_of(run)[0]:
-                return self._complete(context, run)
+    def _await(self, context: Any, run: R, deadline: Deadline) -> Any:
+        """Wait for ``run`` until ``deadline``: judge it now, defer, or poll on the worker."""
+        run_id = self._run_id(run)
+        if self._status_of(run)[0]:
+            return self._complete(context, run)
         if self.deferrable:
             self._defer_until(context, run_id, deadline)
-        if run_id is None:
-            raise AssertionError("a worker-mode wait needs a run")  # sensors poke instead
         waiter = Waiter(
             end_time=deadline.end_time,
             poll_interval=self._poll_interval(),

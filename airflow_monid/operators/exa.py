@@ -108,7 +108,6 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
         self.unclear_grace = require_positive(unclear_grace, "unclear_grace")
         self.retrigger_on_unclear = retrigger_on_unclear
         self.run_id: str | None = None
-        self._context: Any = None
 
     def _hook(self) -> ExaHook:
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
