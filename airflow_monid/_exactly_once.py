@@ -36,7 +36,8 @@ def request_digest(provider: str, endpoint: str, input: dict[str, Any]) -> str:
 class RunLedger:
     """The run a task instance paid for, kept in ``task_state_store`` when Airflow offers one (3.3+).
 
-    An entry is ``{run_id, hash, delivered, cycle}`` (the Exa operator adds its trigger intent).
+    An entry is ``{run_id, hash, delivered, cycle}`` (the Exa operator adds its trigger intent;
+    ``@task.monid`` adds ``input``/``input_cycle``, the input its function returned, recorded before paying).
     ``cycle`` is the first try number of the cycle that wrote it (:func:`~airflow_monid._deferral.cycle_of`):
     retries share a cycle, a clear starts a new one.
 
@@ -65,11 +66,30 @@ class RunLedger:
         if self.store is None:
             return
         # Runs delivered by any earlier try travel with every entry, so none is ever adopted again.
-        delivered = (self.load() or {}).get("delivered_runs") or []
+        old = self.load() or {}
+        delivered = old.get("delivered_runs") or []
         entry = {**value, "cycle": self.cycle}
         if delivered and "delivered_runs" not in value:
             entry["delivered_runs"] = delivered
+        if "input" not in value and old.get("input_cycle") == self.cycle and "input" in old:
+            entry["input"], entry["input_cycle"] = old["input"], self.cycle
         self.store.set(self.key, entry)
+
+    def record_input(self, payload: dict[str, Any]) -> None:
+        """Keep the input a decorated task's function returned, before anything is paid for it.
+
+        A retry of this cycle sends it again instead of calling the function (whose result may change:
+        timestamps, randomness), so the run it paid for matches and is reused. Written next to the
+        run fields without touching them: an input alone is no run record (``has_cycle_entry``).
+        """
+        if self.store is not None:
+            self.store.set(self.key, {**(self.load() or {}), "input": payload, "input_cycle": self.cycle})
+
+    def recorded_input(self) -> dict[str, Any] | None:
+        """The input recorded by an earlier try of this cycle (a clear calls the function anew)."""
+        entry = self.load() or {}
+        value = entry.get("input")
+        return value if isinstance(value, dict) and entry.get("input_cycle") == self.cycle else None
 
     def remember(self, run_id: str, digest: str, **extra: Any) -> None:
         self.write({"run_id": run_id, "hash": digest, "delivered": False, **extra})

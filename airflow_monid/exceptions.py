@@ -28,6 +28,14 @@ class ConfigError(PermanentError, ValueError):
     """Invalid argument, connection or input, detected before any request is sent."""
 
 
+class CostLimitError(PermanentError):
+    """``max_cost`` refused the run before paying (price too high, unbounded, or another currency)."""
+
+
+class InputSchemaError(ConfigError):
+    """``validate_input=True``: the input does not match the endpoint's published schema; nothing was paid."""
+
+
 class APIError(ProviderError):
     """The API answered with an error status (the request core raises one of the two subclasses).
 

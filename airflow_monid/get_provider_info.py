@@ -44,6 +44,15 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Monid", "python-modules": ["airflow_monid.triggers.monid"]},
             {"integration-name": "Exa", "python-modules": ["airflow_monid.triggers.exa"]},
         ],
+        # The runtime (ProvidersManager) reads ``name`` and ``class-name``; the provider-info schema
+        # documents ``path``. Both point at the same function.
+        "task-decorators": [
+            {
+                "name": "monid",
+                "class-name": "airflow_monid.decorators.monid.monid_task",
+                "path": "airflow_monid.decorators.monid.monid_task",
+            }
+        ],
         "extra-links": ["airflow_monid.operators.monid.MonidRunLink"],
         "connection-types": [
             {

@@ -226,6 +226,10 @@ def test_wallet_discover_inspect(emu: Emulator, monid: httpx.Client) -> None:
     assert found["count"] == 1 and found["results"][0]["endpoint"] == "/company/enrich"
     details = monid.post("/v1/inspect", json={"provider": "pdl", "endpoint": "/person/enrich"})
     assert details.status_code == 200 and details.json()["providerName"] == "People Data Labs"
+    assert details.json()["input"]["body"]["properties"]["email"]["type"] == "string"
+    emu.monid.set_endpoint("pdl", "/person/enrich", input_schema={"type": "object"}, schema_style="flat")
+    flat = monid.post("/v1/inspect", json={"provider": "pdl", "endpoint": "/person/enrich"}).json()
+    assert flat["inputSchema"] == {"type": "object"} and "input" not in flat
     assert monid.post("/v1/inspect", json={"provider": "pdl", "endpoint": "/nope"}).status_code == 404
 
 

@@ -206,7 +206,8 @@ def test_discover_inspect_and_wallet(connections: Emulator) -> None:
     found = hook.discover("company firmographics", limit=2)
     assert found["results"][0]["endpoint"] == "/company/enrich"
     details = hook.inspect("pdl", "/company/enrich")
-    assert details["provider"] == "pdl" and "input" in details
+    assert details["provider"] == "pdl" and "website" in details["inputSchema"]["properties"]  # the older flat shape
+    assert details["price"] == {"type": "PER_CALL", "amount": {"value": 0.01, "currency": "USD"}}
     assert hook.get_wallet_balance()["balance"] == {"value": 25.0, "currency": "USD"}
     with pytest.raises(MonidConfigError):
         hook.discover("  ")

@@ -6,7 +6,7 @@ parse its answer); ``_call`` and ``_acall`` run it with the sync or the async cl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
@@ -17,8 +17,12 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_monid._connection import settings_from_connection
 from airflow_monid._request_policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings
 from airflow_monid._transport import asend, send
+from airflow_monid._validation import require_text
+from airflow_monid.exceptions import ConfigError
 
 T = TypeVar("T")
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,59 @@ class ApiHook(BaseHook):
 
     def _call(self, call: Call[T]) -> T:
         return call.parse(send(self.settings, call.request))
+
+    # --- escape hatch: any endpoint, through the same request core ---
+
+    @staticmethod
+    def _request_call(
+        method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None, idempotent: bool = False
+    ) -> Call[Any]:
+        verb = require_text(method, "method").strip().upper()
+        if verb not in _METHODS:
+            raise ConfigError(f"method must be one of {', '.join(sorted(_METHODS))}, got {method!r}.")
+        # A path, never a URL: the key is only ever sent to the connection's own base URL.
+        if not isinstance(path, str) or not path.startswith("/") or path.startswith("//") or "://" in path:
+            raise ConfigError(f"path must be an API path starting with '/' (e.g. '/v1/runs'), got {path!r}.")
+        if any(c.isspace() or ord(c) < 32 for c in path):
+            raise ConfigError(f"path must not contain whitespace or control characters, got {path!r}.")
+        paid = verb not in _SAFE_METHODS and not idempotent
+        return Call(ApiRequest(verb, path, params=params, json=json, paid=paid), lambda r: r.data)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool = False,
+    ) -> Any:
+        """Call an endpoint this hook has no method for; returns the answer's JSON (``None`` when empty).
+
+        Retries, error mapping (:mod:`airflow_monid.exceptions`) and key handling are the other
+        methods'. Every method but GET/HEAD/OPTIONS counts as possibly paid: once it may have reached
+        the API it is never re-sent (:class:`~airflow_monid.exceptions.UnclearRequestError`), unless
+        ``idempotent=True`` says sending it twice is harmless.
+
+        :param method: HTTP method.
+        :param path: path under the connection's base URL, e.g. ``/v1/auth/whoami``.
+        :param json: JSON body.
+        :param params: query parameters (``None`` values are left out).
+        :param idempotent: the call may be retried like a read.
+        """
+        return self._call(self._request_call(method, path, json=json, params=params, idempotent=idempotent))
+
+    async def arequest(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool = False,
+    ) -> Any:
+        """:meth:`request` without blocking the event loop (triggers, async code)."""
+        return await self._acall(self._request_call(method, path, json=json, params=params, idempotent=idempotent))
 
     async def _acall(self, call: Call[T]) -> T:
         return call.parse(await asend(await self.asettings(), call.request))

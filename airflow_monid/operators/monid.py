@@ -12,6 +12,7 @@ from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._outcome import apply_outcome, is_reusable
+from airflow_monid._preflight import before_paying, require_options, with_cost
 from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
 from airflow_monid._validation import (
     require_json_object,
@@ -63,6 +64,14 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         instead of paying again; ``False`` submits a fresh run on every try.
     :param adopt_existing_run: when the run id may be unknown (unclear submit, a retry without a
         ledger), look for exactly one recent reusable run with the same input and adopt it.
+    :param max_cost: refuse to pay (``AirflowFailException``, nothing posted) when the endpoint's
+        price (``POST /v1/inspect``) can exceed this amount of ``max_cost_currency`` (README "Cost guard").
+    :param max_cost_currency: the currency of ``max_cost`` (default ``USD``); another price currency fails.
+    :param max_results: the most results a per-result price is paid for (bounds the cost).
+    :param max_results_field: the input field that caps results (e.g. ``maxItems``), instead of ``max_results``.
+    :param validate_input: check the input against the endpoint's published schema before paying:
+        ``True`` fails on a mismatch (naming each field), ``"warn"`` logs it and pays anyway.
+    :param share_inspect: share the inspect answer between tasks through an Airflow Variable (10 min).
     """
 
     template_fields: Sequence[str] = ("provider", "endpoint", "input", "monid_conn_id")
@@ -84,6 +93,12 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         allowed_provider_statuses: Sequence[int] = (),
         durable: bool = True,
         adopt_existing_run: bool = True,
+        max_cost: float | None = None,
+        max_cost_currency: str = "USD",
+        max_results: int | None = None,
+        max_results_field: str | None = None,
+        validate_input: bool | str = False,
+        share_inspect: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +113,10 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         self.allowed_provider_statuses = require_statuses(allowed_provider_statuses)
         self.durable = durable
         self.adopt_existing_run = adopt_existing_run
+        self.max_cost, self.max_cost_currency, self.max_results, self.max_results_field, self.validate_input = (
+            require_options(max_cost, max_cost_currency, max_results, max_results_field, validate_input)
+        )
+        self.share_inspect = share_inspect
         self.run_id: str | None = None
         self._ti: Any = None  # for on_kill, which Airflow calls without a context
 
@@ -129,7 +148,8 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         )
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
-        context["ti"].xcom_push(key="run", value=run.summary())
+        summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)
+        context["ti"].xcom_push(key="run", value=summary)
         output = apply_outcome(run, self.allowed_provider_statuses)
         self._ledger(context).mark_delivered()
         return output
@@ -220,6 +240,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
                 self.log.info("Found %d earlier run(s), none reusable: submitting a new run.", len(matches))
         else:
             self.log.info("Submitting a new run (%s).", why)
+        self._before_paying(hook, provider, endpoint, payload)
         started = datetime.now().astimezone() - timedelta(seconds=60)
         try:
             run = hook.submit_run(provider, endpoint, payload)
@@ -236,6 +257,22 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         self.log.info("Submitted Monid run %s (%s).", run.run_id, run.raw_status)
         ledger.remember(run.run_id, digest)
         return run
+
+    def _before_paying(self, hook: MonidHook, provider: str, endpoint: str, payload: dict[str, Any]) -> None:
+        """max_cost and validate_input, with one (cached) inspect: only when a new run is paid for."""
+        before_paying(
+            hook,
+            provider,
+            endpoint,
+            payload,
+            max_cost=self.max_cost,
+            currency=self.max_cost_currency,
+            max_results=self.max_results,
+            max_results_field=self.max_results_field,
+            validate_input=self.validate_input,
+            share_inspect=self.share_inspect,
+            log=self.log,
+        )
 
     def _reuse_stored(self, hook: MonidHook, run_id: str) -> MonidRun | None:
         try:

@@ -90,12 +90,16 @@ class MonidState:
         stoppable: bool = True,
         price: dict[str, Any] | None = None,
         description: str | None = None,
+        input_schema: Any = DEFAULT,
+        schema_style: str | None = None,
     ) -> None:
         """Add or replace a catalog endpoint.
 
         ``mode``, ``price`` and ``description`` default to the existing entry's values (a new endpoint:
         async, PER_CALL $0.003), so re-scripting ``pdl /person/enrich`` keeps it synchronous. ``delay``
-        switches completion from poll-counting to wall-clock time.
+        switches completion from poll-counting to wall-clock time. ``input_schema`` (``None``: none
+        published) and ``schema_style`` (``composite``: ``input.body``; ``flat``: ``inputSchema``) are
+        what ``POST /v1/inspect`` serves; they default to the existing entry's too.
         """
         if mode not in (None, "sync", "async"):
             raise ValueError("mode must be 'sync' or 'async'")
@@ -123,6 +127,8 @@ class MonidState:
                 stoppable=stoppable,
                 description=old.description if description is None else description,
                 price=dict(old.price if price is None else price),
+                input_schema=old.input_schema if input_schema is DEFAULT else input_schema,
+                schema_style=schema_style or old.schema_style,
             )
 
     def add_run(
@@ -436,7 +442,7 @@ class MonidState:
             "description": script.description or f"{script.provider} {script.endpoint}",
             "price": {
                 "type": script.price.get("type", "PER_CALL"),
-                "amount": {"value": script.price.get("amount", 0), "currency": "USD"},
+                "amount": {"value": script.price.get("amount", 0), "currency": script.price.get("currency", "USD")},
             },
         }
 
@@ -472,9 +478,18 @@ class MonidState:
                 "docUrl": f"https://docs.example/{script.provider}{script.endpoint}",
                 "notes": [],
                 "tags": ["emulated"],
-                "input": {"body": {"type": "object", "additionalProperties": True}, "bodyType": "json"},
+                **self._input_schema(script),
             },
         )
+
+    @staticmethod
+    def _input_schema(script: EndpointScript) -> dict[str, Any]:
+        schema = copy.deepcopy(script.input_schema)
+        if schema is None:
+            return {}
+        if script.schema_style == "flat":  # older backends: one flat schema of the parameters
+            return {"inputSchema": schema}
+        return {"input": {"body": schema, "bodyType": "json"}}
 
 
 def _error(status: int, message: str) -> Reply:

@@ -122,6 +122,10 @@ class EndpointScript:
     stoppable: bool = True
     description: str = ""
     price: dict[str, Any] = field(default_factory=lambda: {"type": "PER_CALL", "amount": 0.003, "currency": "USD"})
+    # What POST /v1/inspect publishes: a JSON Schema of the parameters, served as ``input.body``
+    # (``schema_style="composite"``, the 2026-07 spec) or as the older flat ``inputSchema`` ("flat").
+    input_schema: dict[str, Any] | None = None
+    schema_style: str = "composite"
 
     def outcome(self, run_input: Any) -> Outcome:
         if self.output is not DEFAULT:
@@ -138,6 +142,27 @@ class EndpointScript:
         return {"status": status, "message": PROVIDER_ERRORS.get(status, "Provider error")}
 
 
+TWEETS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "searchTerms": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "maxItems": {"type": "integer", "minimum": 1, "description": "Caps the results (and the cost)"},
+        "sort": {"type": "string", "enum": ["Latest", "Top"]},
+    },
+    "required": ["searchTerms"],
+}
+PERSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"email": {"type": "string", "minLength": 3}, "profile": {"type": "string"}},
+    "anyOf": [{"required": ["email"]}, {"required": ["profile"]}],
+}
+COMPANY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"website": {"type": "string"}, "domain": {"type": "string"}, "name": {"type": "string"}},
+}
+
+
 def default_catalog() -> dict[tuple[str, str], EndpointScript]:
     scripts = [
         EndpointScript(
@@ -147,14 +172,23 @@ def default_catalog() -> dict[tuple[str, str], EndpointScript]:
             polls_to_finish=2,
             description="Scrape tweets matching search terms",
             price={"type": "PER_RESULT", "amount": 0.0004, "currency": "USD"},
+            input_schema=TWEETS_SCHEMA,
         ),
-        EndpointScript("pdl", "/person/enrich", mode="sync", description="Enrich a person by email or profile"),
+        EndpointScript(
+            "pdl",
+            "/person/enrich",
+            mode="sync",
+            description="Enrich a person by email or profile",
+            input_schema=PERSON_SCHEMA,
+        ),
         EndpointScript(
             "pdl",
             "/company/enrich",
             mode="sync",
             description="Firmographics for a company domain",
             price={"type": "PER_CALL", "amount": 0.01, "currency": "USD"},
+            input_schema=COMPANY_SCHEMA,
+            schema_style="flat",
         ),
     ]
     return {(s.provider, s.endpoint): s for s in scripts}

@@ -1,0 +1,105 @@
+"""Checking a run's input against the endpoint's published schema (``POST /v1/inspect``). No I/O.
+
+The inspect answer carries ``input = {body?, queryParams?, pathParams?}`` (one JSON Schema each,
+2026-07 spec) or, from older backends, one flat ``inputSchema``. The input sent to ``POST /v1/run``
+is either composite (its keys are among ``body``/``queryParams``/``pathParams``: each part is
+checked against its schema) or flat (the endpoint's parameters: checked against ``inputSchema``, or
+against the one part schema published, or against all parts' properties merged when several are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
+
+from airflow_monid._cost_guard import COMPOSITE_KEYS
+
+PARTS = ("body", "queryParams", "pathParams")
+MAX_LISTED = 20  # errors named in one message; the rest are counted
+
+
+def published_schemas(inspected: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{part: schema}`` from an inspect answer; the flat ``inputSchema`` is the part ``""``."""
+    found: dict[str, dict[str, Any]] = {}
+    parts = inspected.get("input")
+    if isinstance(parts, Mapping):
+        found.update({p: dict(parts[p]) for p in PARTS if isinstance(parts.get(p), Mapping)})
+    if not found and isinstance(inspected.get("inputSchema"), Mapping):
+        found[""] = dict(inspected["inputSchema"])
+    return found
+
+
+def _merged(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One object schema for a flat input whose keys may belong to any part."""
+    simple = all(
+        s.get("type", "object") == "object"
+        and set(s) <= {"$schema", "type", "properties", "required", "title", "description", "additionalProperties"}
+        for s in schemas.values()
+    )
+    if not simple:  # $ref, anyOf...: merging could invent or drop rules; check the body alone
+        return schemas.get("body") or next(iter(schemas.values()))
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for schema in schemas.values():
+        properties.update(schema.get("properties") or {})
+        required += [r for r in schema.get("required") or [] if r not in required]
+    closed = all(s.get("additionalProperties") is False for s in schemas.values())
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": not closed}
+
+
+def plan(payload: Mapping[str, Any], schemas: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
+    """``(label, schema, instance)`` to check: how the input maps onto the published schemas."""
+    if "" in schemas:
+        return [("", schemas[""], payload)]
+    if payload and set(payload) <= COMPOSITE_KEYS:
+        return [(part, schema, payload.get(part, {})) for part, schema in schemas.items()]
+    if len(schemas) == 1:
+        return [("", next(iter(schemas.values())), payload)]
+    return [("", _merged(schemas), payload)]
+
+
+def _field(label: str, path: Any) -> str:
+    parts = [label] if label else []
+    parts += [f"[{p}]" if isinstance(p, int) else str(p) for p in path]
+    return ".".join(parts).replace(".[", "[") or "(the input)"
+
+
+def _describe(label: str, error: jsonschema.ValidationError) -> list[str]:
+    where = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        missing = [r for r in error.validator_value if r not in error.instance]
+        return [f"{_field(label, [*where, name])}: required, missing" for name in missing] or [error.message]
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = set((error.schema.get("properties") or {}) if isinstance(error.schema, Mapping) else ())
+        extra = [k for k in error.instance if k not in known]
+        return [f"{_field(label, [*where, name])}: not allowed by the schema" for name in extra] or [error.message]
+    return [f"{_field(label, where)}: {error.message}"]
+
+
+def check(payload: Mapping[str, Any], inspected: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, notes): each failing field named once; notes say what could not be checked."""
+    schemas = published_schemas(inspected)
+    if not schemas:
+        return [], ["the endpoint publishes no input schema; nothing was checked"]
+    problems: list[str] = []
+    notes: list[str] = []
+    for label, schema, instance in plan(payload, schemas):
+        cls = validator_for(schema)  # the schema's own draft ($schema), else the newest
+        try:
+            cls.check_schema(schema)
+        except SchemaError as exc:
+            notes.append(f"the published schema of {label or 'the input'} is not valid JSON Schema ({exc.message})")
+            continue
+        for error in sorted(cls(schema).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+            problems += [p for p in _describe(label, error) if p not in problems]
+    return problems, notes
+
+
+def message(where: str, problems: list[str]) -> str:
+    listed = "; ".join(problems[:MAX_LISTED])
+    more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return f"{where}: the input does not match the endpoint's schema (POST /v1/inspect): {listed}{more}."
