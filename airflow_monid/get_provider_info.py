@@ -53,7 +53,11 @@ def get_provider_info() -> dict[str, Any]:
                 "path": "airflow_monid.decorators.monid.monid_task",
             }
         ],
-        "extra-links": ["airflow_monid.operators.monid.MonidRunLink"],
+        "extra-links": [
+            "airflow_monid.operators.monid.MonidRunLink",
+            "airflow_monid.operators.exa.ExaRunLink",
+            "airflow_monid.operators.exa.ExaMonitorLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "monid",
@@ -94,6 +98,11 @@ def get_provider_info() -> dict[str, Any]:
                             "enum": ["/monitors", "/search-monitors"],
                             "default": "/monitors",
                         },
+                    },
+                    "dashboard_url": {
+                        "label": "Exa dashboard URL",
+                        "description": "Base of the monitor and run links shown on tasks (default https://dashboard.exa.ai).",
+                        "schema": {"type": ["string", "null"], "format": "url"},
                     },
                 },
             },

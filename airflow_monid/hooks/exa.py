@@ -73,7 +73,8 @@ class ExaHook(ApiHook):
 
     The API key is the connection's password (sent as ``x-api-key``). The host is an optional base
     URL (default ``https://api.exa.ai``). Extras: ``search_monitors_path`` (``/monitors``, the
-    default, or the older ``/search-monitors``) plus the retry and timeout extras of the Monid hook.
+    default, or the older ``/search-monitors``), ``dashboard_url`` (base of the task links) plus the
+    retry and timeout extras of the Monid hook.
 
     Every method takes a ``monitor_type``: ``"search"`` or ``"websets"``. Runs come back as
     :class:`ExaMonitorRun` with a normalised :attr:`~ExaMonitorRun.status` and the raw JSON.
@@ -87,6 +88,7 @@ class ExaHook(ApiHook):
     conn_type = "exa"
     hook_name = "Exa"
     default_base_url = "https://api.exa.ai"
+    default_dashboard_url = "https://dashboard.exa.ai"
     profile = EXA_PROFILE
 
     def __init__(self, exa_conn_id: str = default_conn_name, search_monitors_path: str | None = None) -> None:
@@ -118,6 +120,12 @@ class ExaHook(ApiHook):
     async def aprefix(self, monitor_type: Any = "search") -> str:
         await self.asettings()
         return self._prefix_loaded(monitor_type)
+
+    def dashboard_url(self) -> str:
+        """Base of the links shown on tasks: extra ``dashboard_url``, default ``https://dashboard.exa.ai``."""
+        self.settings  # noqa: B018 - loads the extras
+        value = read_extra(self.connection_extras, self.conn_type, "dashboard_url")
+        return str(value or self.default_dashboard_url).rstrip("/")
 
     # --- call descriptions (one per endpoint, shared by the sync and async methods) ---
 

@@ -7,11 +7,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, BaseOperatorLink, XCom, conf
 
 from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger
 from airflow_monid._lifecycle import RunLifecycle
+from airflow_monid._lineage import ExaLineage
 from airflow_monid._validation import require_positive, require_text
 from airflow_monid.exceptions import (
     ConfigError,
@@ -28,7 +29,7 @@ from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Context, TaskInstanceKey
     from airflow.triggers.base import BaseTrigger
 
 LEDGER_KEY = "exa_monitor_run"
@@ -43,7 +44,37 @@ def monitor_digest(monitor_id: str) -> str:
     return hashlib.sha256(f"exa-search-monitor:{monitor_id}".encode()).hexdigest()
 
 
-class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
+class ExaRunLink(BaseOperatorLink):
+    """The run in Exa's dashboard: ``<dashboard_url>/monitors/<id>/runs/<run>`` (Exa documents no such
+    URL: unverified; the connection's ``dashboard_url`` extra sets the base). Search monitors only."""
+
+    name = "Exa Run"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        # Stored as XCom by the worker: the API server imports no provider code (see MonidRunLink).
+        return XCom.get_value(key="run_url", ti_key=ti_key) or ""
+
+
+class ExaMonitorLink(BaseOperatorLink):
+    """The monitor in Exa's dashboard: ``<dashboard_url>/monitors/<id>`` (unverified, as :class:`ExaRunLink`)."""
+
+    name = "Exa Monitor"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        return XCom.get_value(key="monitor_url", ti_key=ti_key) or ""
+
+
+def publish_links(context: Any, hook: ExaHook, monitor_id: str, monitor_type: str, run_id: str | None) -> None:
+    """Push the link XComs; Websets monitors get none (their pages' URLs are not known)."""
+    if monitor_type != "search":
+        return
+    monitor_url = f"{hook.dashboard_url()}/monitors/{monitor_id}"
+    context["ti"].xcom_push(key="monitor_url", value=monitor_url)
+    if run_id:
+        context["ti"].xcom_push(key="run_url", value=f"{monitor_url}/runs/{run_id}")
+
+
+class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOperator):
     """Trigger a search monitor run (``POST /monitors/{id}/trigger``, billed) and wait for it.
 
     Exa answers the trigger without a run id, so the ids on the first page of runs are read before
@@ -70,9 +101,12 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
     :param unclear_grace: seconds a try looks for the run of a trigger whose answer was lost.
     :param retrigger_on_unclear: when no run appeared after an unclear trigger, pay for a new one
         instead of failing.
+    :param output_path: write the run's ``output`` to this ``ObjectStoragePath`` URL (templated;
+        ``{exa_run_id}`` is replaced by the run id) and return the URL instead of the run's JSON.
     """
 
-    template_fields: Sequence[str] = ("monitor_id", "exa_conn_id")
+    template_fields: Sequence[str] = ("monitor_id", "exa_conn_id", "output_path")
+    operator_extra_links = (ExaRunLink(), ExaMonitorLink())
     ui_color = "#eef6ea"
 
     def __init__(
@@ -89,6 +123,7 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
         durable: bool = True,
         unclear_grace: float = 120,
         retrigger_on_unclear: bool = False,
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -107,6 +142,7 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
         self.durable = durable
         self.unclear_grace = require_positive(unclear_grace, "unclear_grace")
         self.retrigger_on_unclear = retrigger_on_unclear
+        self.output_path = output_path
         self.run_id: str | None = None
 
     def _hook(self) -> ExaHook:
@@ -120,6 +156,7 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
         if run.id != self.run_id:
             self._ledger(context).remember(run.id, monitor_digest(self.monitor_id))
             context["ti"].xcom_push(key="run_id", value=run.id)
+            publish_links(context, self._hook(), self.monitor_id, "search", run.id)
             self.run_id = run.id
 
     # --- the lifecycle's plug-ins ------------------------------------------------------------------
@@ -148,11 +185,13 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
             search_monitors_path=self._hook().prefix("search"),
         )
 
-    def _complete(self, context: Context, run: ExaMonitorRun) -> dict[str, Any]:
+    def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
         self._known(context, run)
         result = run_outcome(run, self._label())
+        # Written before the ledger says delivered: a failed write is retried with the same run, unpaid.
+        value = self._deliver(run.id, result)
         self._ledger(context).mark_delivered()
-        return result
+        return value
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
         # Retryable: the run is in the ledger, so a retry waits for it again instead of paying.
@@ -171,6 +210,8 @@ class ExaTriggerMonitorOperator(RunLifecycle[ExaMonitorRun], BaseOperator):
         self.run_id = None  # per try: a retry republishes the run id even when it reuses the run
         hook = self._hook()
         hook.prefix("search")  # a bad URL, key or path extra fails here, before any money is spent
+        self._check_output_path(context)
+        publish_links(context, hook, monitor_id, "search", None)
         deadline = Deadline.for_try(context, self.timeout, self.execution_timeout)
         run = self._obtain_run(context, hook, monitor_id, deadline)
         self._known(context, run)

@@ -11,6 +11,7 @@ from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator
 from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
 from airflow_monid._lifecycle import RunLifecycle
+from airflow_monid._lineage import MonidLineage
 from airflow_monid._outcome import apply_outcome, is_reusable
 from airflow_monid._preflight import before_paying, require_options, with_cost
 from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
@@ -40,7 +41,7 @@ class MonidRunLink(BaseOperatorLink):
         return XCom.get_value(key="run_url", ti_key=ti_key) or ""
 
 
-class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
+class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
     """Submit a Monid run (``POST /v1/run``) and wait for its outcome.
 
     Sync providers answer with a finished run and the task ends without waiting. Async runs are
@@ -64,6 +65,8 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         instead of paying again; ``False`` submits a fresh run on every try.
     :param adopt_existing_run: when the run id may be unknown (unclear submit, a retry without a
         ledger), look for exactly one recent reusable run with the same input and adopt it.
+    :param output_path: write the output to this ``ObjectStoragePath`` URL (templated) and return the
+        URL instead of the data; ``{monid_run_id}`` is replaced by the run id (README "Outputs to object storage").
     :param max_cost: refuse to pay (``AirflowFailException``, nothing posted) when the endpoint's
         price (``POST /v1/inspect``) can exceed this amount of ``max_cost_currency`` (README "Cost guard").
     :param max_cost_currency: the currency of ``max_cost`` (default ``USD``); another price currency fails.
@@ -74,7 +77,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
     :param share_inspect: share the inspect answer between tasks through an Airflow Variable (10 min).
     """
 
-    template_fields: Sequence[str] = ("provider", "endpoint", "input", "monid_conn_id")
+    template_fields: Sequence[str] = ("provider", "endpoint", "input", "monid_conn_id", "output_path")
     template_fields_renderers = {"input": "json"}
     operator_extra_links = (MonidRunLink(),)
     ui_color = "#e8f0ff"
@@ -93,6 +96,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         allowed_provider_statuses: Sequence[int] = (),
         durable: bool = True,
         adopt_existing_run: bool = True,
+        output_path: str | None = None,
         max_cost: float | None = None,
         max_cost_currency: str = "USD",
         max_results: int | None = None,
@@ -113,6 +117,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         self.allowed_provider_statuses = require_statuses(allowed_provider_statuses)
         self.durable = durable
         self.adopt_existing_run = adopt_existing_run
+        self.output_path = output_path
         self.max_cost, self.max_cost_currency, self.max_results, self.max_results_field, self.validate_input = (
             require_options(max_cost, max_cost_currency, max_results, max_results_field, validate_input)
         )
@@ -151,8 +156,10 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)
         context["ti"].xcom_push(key="run", value=summary)
         output = apply_outcome(run, self.allowed_provider_statuses)
+        # Written before the ledger says delivered: a failed write is retried with the same run, unpaid.
+        result = self._deliver(run.run_id, output)
         self._ledger(context).mark_delivered()
-        return output
+        return result
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
         """Stop the run at the deadline, unless it finished meanwhile (then its outcome counts)."""
@@ -181,6 +188,7 @@ class MonidRunOperator(RunLifecycle[MonidRun], BaseOperator):
         payload = require_json_object(self.input)
         hook = self.hook
         hook.settings  # noqa: B018 - a bad URL or missing key fails here, before any money is spent
+        self._check_output_path(context)
         self._ti = context["ti"]
         ledger = self._ledger(context)
         run = self._obtain_run(context, hook, ledger, provider, endpoint, payload)

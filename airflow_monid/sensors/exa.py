@@ -10,11 +10,13 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 
 from airflow_monid._deferral import Deadline
 from airflow_monid._lifecycle import RunLifecycle
+from airflow_monid._lineage import ExaLineage
 from airflow_monid._validation import require_text
 from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.events import RunEvent
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time, run_outcome
+from airflow_monid.operators.exa import ExaMonitorLink, ExaRunLink, publish_links
 from airflow_monid.sensors.monid import sensor_fail, sensor_timeout
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
@@ -50,7 +52,7 @@ def default_window(context: Any) -> tuple[datetime | None, datetime | None]:
     return start or to_utc(getattr(dag_run, "run_after", None), "run_after"), None
 
 
-class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
+class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOperator):
     """Wait until an Exa monitor run is terminal; succeed when it completed.
 
     With ``run_id`` it waits for that run. Without, it selects the oldest run created in
@@ -68,9 +70,20 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
     :param exa_conn_id: connection of type ``exa``.
     :param search_monitors_path: ``/monitors`` or ``/search-monitors``; default from the connection.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param output_path: write the run's ``output`` (a Websets run, which has none: the run's JSON) to
+        this ``ObjectStoragePath`` URL (templated; ``{exa_run_id}`` is replaced by the run id) and
+        return the URL instead of the run's JSON.
     """
 
-    template_fields: Sequence[str] = ("monitor_id", "run_id", "created_after", "created_before", "exa_conn_id")
+    template_fields: Sequence[str] = (
+        "monitor_id",
+        "run_id",
+        "created_after",
+        "created_before",
+        "exa_conn_id",
+        "output_path",
+    )
+    operator_extra_links = (ExaRunLink(), ExaMonitorLink())
     ui_color = "#eef6ea"
 
     def __init__(
@@ -85,9 +98,11 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
         search_monitors_path: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        self.output_path = output_path
         self.monitor_id = monitor_id
         self.run_id = run_id
         self.monitor_type = ExaMonitorType.parse(monitor_type).value
@@ -162,13 +177,16 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
 
     def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
         context["ti"].xcom_push(key="run_id", value=run.id)
+        publish_links(context, self._hook(), self.monitor_id, self.monitor_type, run.id)
         if run.status is not ExaRunStatus.COMPLETED:
             # A run that did not complete: a monitor that died meanwhile says why better than the run.
             self._check(self._hook())
         try:
-            return run_outcome(run, self._label())
+            result = run_outcome(run, self._label())
         except ProviderError as exc:
             self._fail(str(exc))
+        # Outside the try: a failed write is retryable, not a failure of the run.
+        return self._deliver(run.id, result)
 
     def _unreadable(self, context: Context, event: RunEvent, exc: PermanentError) -> Any:
         """A run the trigger saw complete, unreadable now (its monitor was deleted meanwhile): it did
@@ -182,7 +200,8 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
                 exc,
             )
             context["ti"].xcom_push(key="run_id", value=event.run_id)
-            return {"id": event.run_id, "monitorId": self.monitor_id, "status": event.run_status}
+            known = {"id": event.run_id, "monitorId": self.monitor_id, "status": event.run_status}
+            return self._deliver(event.run_id, known)
         self._fail(str(exc))
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
@@ -198,6 +217,7 @@ class ExaMonitorRunSensor(RunLifecycle[ExaMonitorRun], BaseSensorOperator):
         require_text(self.monitor_id, "monitor_id")
         self._followed = None
         self._context = context
+        self._check_output_path(context)
         hook = self._hook()
         if self.run_id:
             self.log.info("Waiting for %s run %s.", self._label(), self.run_id)

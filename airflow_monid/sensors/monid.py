@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_monid._deferral import Deadline
 from airflow_monid._lifecycle import RunLifecycle
+from airflow_monid._lineage import MonidLineage
 from airflow_monid._outcome import apply_outcome
 from airflow_monid._validation import require_statuses, require_text
 from airflow_monid.exceptions import PermanentError, ProviderError
@@ -47,7 +48,7 @@ def sensor_timeout(sensor: BaseSensorOperator, deadline: Deadline, why: str) -> 
     raise AirflowSensorTimeout(message)
 
 
-class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
+class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
     """Wait until a Monid run is terminal; same outcome table as :class:`MonidRunOperator`.
 
     A sensor does not own the run: it never stops it, on timeout or on kill. Transient errors while
@@ -58,9 +59,11 @@ class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
     :param monid_conn_id: connection of type ``monid``.
     :param allowed_provider_statuses: provider HTTP statuses besides 2xx that count as success with no data.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param output_path: write the output to this ``ObjectStoragePath`` URL (templated, ``{monid_run_id}``
+        replaced by the run id) and return the URL instead of the data.
     """
 
-    template_fields: Sequence[str] = ("run_id", "monid_conn_id")
+    template_fields: Sequence[str] = ("run_id", "monid_conn_id", "output_path")
 
     def __init__(
         self,
@@ -69,10 +72,12 @@ class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
         monid_conn_id: str = MonidHook.default_conn_name,
         allowed_provider_statuses: Sequence[int] = (),
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.run_id = run_id
+        self.output_path = output_path
         self.monid_conn_id = monid_conn_id
         self.allowed_provider_statuses = require_statuses(allowed_provider_statuses)
         self.deferrable = deferrable
@@ -100,9 +105,12 @@ class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
     def _complete(self, context: Context, run: MonidRun) -> Any:
         context["ti"].xcom_push(key="run", value=run.summary())
         try:
-            return apply_outcome(run, self.allowed_provider_statuses)
+            output = apply_outcome(run, self.allowed_provider_statuses)
         except ProviderError as exc:
             self._fail(str(exc))
+        # Outside the try: a failed write is retryable, not a failure of the run.
+        name = f"{run.provider}{run.endpoint}" if run.provider and run.endpoint else None
+        return self._deliver(run.run_id, output, name)
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
         sensor_timeout(self, deadline, why)
@@ -127,6 +135,7 @@ class MonidRunSensor(RunLifecycle[MonidRun], BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
 
     def execute(self, context: Context) -> Any:
+        self._check_output_path(context)
         if not self.deferrable:
             return super().execute(context)
         run_id = require_text(self.run_id, "run_id")
