@@ -29,6 +29,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_monid._validation import require_json_object
 from airflow_monid.operators.monid import MonidRunOperator
+from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -49,7 +50,9 @@ class _MonidDecoratedOperator(DecoratedOperator, MonidRunOperator):
     }
     custom_operator_name: str = "@task.monid"
     # The input is only known once the function ran: store the rendered fields again afterwards.
-    overwrite_rtif_after_execution: bool = True
+    # Airflow 3.0 sends that update after a failed try too, when its API answers 404 and the task
+    # runner crashes (so a retry never starts): there the rendered input stays the pre-run one.
+    overwrite_rtif_after_execution: bool = AIRFLOW_V_3_1_PLUS
 
     def __init__(
         self,
@@ -61,6 +64,15 @@ class _MonidDecoratedOperator(DecoratedOperator, MonidRunOperator):
     ) -> None:
         kwargs.pop("input", None)  # the function is the input
         super().__init__(python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
+
+    # Airflow 3.0's DecoratedOperator.execute reads ``self.xcom_push`` (common-sql's decorator does the same).
+    @property
+    def xcom_push(self) -> bool:
+        return self.do_xcom_push
+
+    @xcom_push.setter
+    def xcom_push(self, value: bool) -> None:
+        self.do_xcom_push = value
 
     def execute(self, context: Context) -> Any:
         name = getattr(self.python_callable, "__name__", "the function")
