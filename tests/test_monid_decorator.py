@@ -10,7 +10,7 @@ import pytest
 
 from airflow_monid._preflight import VARIABLE_PREFIX, clear_inspect_cache
 from airflow_monid.testing import Emulator
-from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS
+from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
 from tests._support import EXAMPLE_DAGS, TEST_DAGS, load_dag, task_states, task_tries, xcoms
 
 pytestmark = pytest.mark.usefixtures("dag_env")
@@ -88,6 +88,16 @@ def test_plain_decorated_task_pays_once_and_returns_the_output(dag_env: Emulator
     assert dag_env.count("POST", "/v1/inspect") == 1  # max_cost read the price
     if mode == "deferrable":
         assert ("tweets", "deferral", -1) in values
+    if AIRFLOW_V_3_1_PLUS:  # the rendered fields show the input the function returned, also after a deferral
+        assert _rendered(dr.dag_id, dr.run_id, "tweets")["input"] == sent
+
+
+def _rendered(dag_id: str, run_id: str, task_id: str) -> dict:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rtif
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(Rtif).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id).one().rendered_fields
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -99,6 +109,7 @@ def test_mapped_decorated_task_pays_once_per_map_index_with_one_inspect(
     values = xcoms(dr.dag_id, dr.run_id)
     assert values[("total", "return_value", -1)] == 9
     assert sorted(b["input"]["searchTerms"][0] for b in _paid(dag_env)) == ["dbt", "duckdb", "polars"]
+    assert {b["input"]["maxItems"] for b in _paid(dag_env)} == {2}  # the partial() argument
     assert calls.read_text().split() == ["search"] * 3
     # One inspect served the three map indexes' price and schema checks (one process in dag.test()).
     assert dag_env.count("POST", "/v1/inspect") == 1
@@ -165,3 +176,18 @@ def test_taskflow_example(dag_env: Emulator) -> None:
     (tweets,) = [b["input"] for b in paid if b["provider"] == "apify"]
     assert tweets["searchTerms"][0].startswith("airflow since:") and tweets["maxItems"] == 5
     assert dag_env.count("POST", "/v1/inspect") == 2  # one per endpoint for the three tasks
+
+
+def test_input_is_the_functions_job() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_monid.decorators.monid import monid_task
+    from airflow_monid.exceptions import ConfigError
+
+    with DAG("monid_decorator_input_arg", schedule=None), pytest.raises(ConfigError, match="do not pass input="):
+
+        @monid_task(provider="pdl", endpoint="/person/enrich", input={"email": "x"})
+        def enrich() -> dict:
+            return {}
+
+        enrich()

@@ -28,6 +28,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_monid._validation import require_json_object
+from airflow_monid.exceptions import ConfigError
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS
 
@@ -62,7 +63,8 @@ class _MonidDecoratedOperator(DecoratedOperator, MonidRunOperator):
         op_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.pop("input", None)  # the function is the input
+        if "input" in kwargs:
+            raise ConfigError("@task.monid takes the run's input from the function's return value; do not pass input=.")
         super().__init__(python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
 
     # Airflow 3.0's DecoratedOperator.execute reads ``self.xcom_push`` (common-sql's decorator does the same).
@@ -89,6 +91,11 @@ class _MonidDecoratedOperator(DecoratedOperator, MonidRunOperator):
             ledger.record_input(self.input)
         # DecoratedOperator.execute (asset inlets) -> MonidRunOperator.execute (reuse, guard, pay, wait).
         return super().execute(context)
+
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        # The operator was rebuilt for the resume: show the recorded input in the rendered fields again.
+        self.input = self._ledger(context).recorded_input() or self.input
+        return super().execute_complete(context, event)
 
 
 def monid_task(

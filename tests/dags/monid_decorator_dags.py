@@ -55,15 +55,15 @@ for mode in ("deferrable", "poll"):
 
         @task.monid(**TWEETS, deferrable=deferrable, poll_interval=0.2, validate_input=True, max_cost=0.01,
                     max_results=10)  # fmt: skip
-        def search(term: str) -> dict:
+        def search(term: str, limit: int) -> dict:
             _note("search")
-            return {"searchTerms": [term], "maxItems": 2}
+            return {"searchTerms": [term], "maxItems": limit}
 
         @task
         def total(results: list) -> int:
             return sum(len(r) for r in results)
 
-        total(search.expand(term=terms()))
+        total(search.partial(limit=2).expand(term=terms()))
     globals()[dag.dag_id] = dag
 
     # The first try's deadline (2 s) passes on a run Monid will not stop: a retryable failure that leaves
