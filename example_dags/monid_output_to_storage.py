@@ -40,10 +40,10 @@ def monid_output_to_storage():
     ).expand(input=[{"searchTerms": [term], "maxItems": 2} for term in ("airflow", "duckdb")])
 
     @task
-    def count_lines(urls: list[str]) -> dict[str, int]:
+    def count_lines(urls: list[str]) -> list[int]:
         from airflow.sdk import ObjectStoragePath
 
-        return {url: len(ObjectStoragePath(url).read_text().splitlines()) for url in urls}
+        return [len(ObjectStoragePath(url).read_text().splitlines()) for url in urls]
 
     count_lines(scraped.output)
 

@@ -76,6 +76,29 @@ def test_exa_writes_the_runs_output_or_a_websets_run_itself() -> None:
     assert exa_output({"id": "r", "status": "completed"}) == {"id": "r", "status": "completed"}
 
 
+def test_output_path_needs_a_run_that_is_awaited() -> None:
+    from airflow_monid.operators.exa import ExaTriggerMonitorOperator
+    from airflow_monid.operators.monid import MonidRunOperator
+
+    for task in (
+        MonidRunOperator(task_id="m", provider="p", endpoint="/e", wait_for_completion=False, output_path="file:///o"),
+        ExaTriggerMonitorOperator(task_id="e", monitor_id="m", wait_for_completion=False, output_path="file:///o"),
+    ):
+        with pytest.raises(ConfigError, match="needs wait_for_completion=True"):
+            task._check_output_path({})
+
+
+def test_exa_links_are_declared_and_registered() -> None:
+    from airflow_monid.get_provider_info import get_provider_info
+    from airflow_monid.operators.exa import ExaMonitorLink, ExaRunLink, ExaTriggerMonitorOperator
+    from airflow_monid.sensors.exa import ExaMonitorRunSensor
+
+    registered = get_provider_info()["extra-links"]
+    assert {f"{c.__module__}.{c.__qualname__}" for c in (ExaRunLink, ExaMonitorLink)} <= set(registered)
+    for task_class in (ExaTriggerMonitorOperator, ExaMonitorRunSensor):
+        assert [link.name for link in task_class.operator_extra_links] == ["Exa Run", "Exa Monitor"]
+
+
 # --- through dag.test() against the emulator --------------------------------------------------------
 
 
@@ -109,7 +132,8 @@ def test_example_dag_writes_one_jsonl_object_per_mapped_run(dag_env: Emulator, t
         records = [json.loads(line) for line in Path(url[len("file://") :]).read_text().splitlines()]
         assert records == dag_env.monid.get_run(run_id)["output"]
         assert {r["searchTerm"] for r in records} == {term}
-        assert counts[url] == len(records) > 0
+        assert len(records) > 0
+    assert counts == [len(dag_env.monid.get_run(run_id)["output"]) for run_id in run_ids]
     assert dag_env.count("POST", "/v1/run") == 2
 
 
