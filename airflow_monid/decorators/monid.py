@@ -51,8 +51,8 @@ class _MonidDecoratedOperator(DecoratedOperator, MonidRunOperator):
     }
     custom_operator_name: str = "@task.monid"
     # The input is only known once the function ran: store the rendered fields again afterwards.
-    # Airflow 3.0 sends that update after a failed try too, when its API answers 404 and the task
-    # runner crashes (so a retry never starts): there the rendered input stays the pre-run one.
+    # Not on Airflow 3.0: it sends that update after a failed try too, its API answers 404 and the
+    # task runner's finalisation raises; there the rendered input stays the pre-run one.
     overwrite_rtif_after_execution: bool = AIRFLOW_V_3_1_PLUS
 
     def __init__(
