@@ -169,6 +169,21 @@ def test_a_failed_write_retries_with_the_same_run_and_pays_once(dag_env: Emulato
 
 
 @pytest.mark.usefixtures("dag_env")
+def test_an_exa_retry_after_a_failed_write_does_not_trigger_again(dag_env: Emulator, tmp_path: Path) -> None:
+    """The write fails on both tries; the retry waits for the run the first try triggered (3.3+ ledger)."""
+    from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS
+
+    seed_exa(dag_env)
+    blocker = tmp_path / "out"
+    blocker.write_text("not a directory")
+    dag_id, dr = _scenario("output_exa_poll", output_path=f"file://{blocker}/{{exa_run_id}}.json")
+    assert task_states(dag_id, dr.run_id)[("run", -1)] == "failed"
+    assert task_tries(dag_id, dr.run_id, "run") == 2
+    # Without task_state_store (Airflow < 3.3) every Exa retry triggers anew (README "Decision table").
+    assert dag_env.count("POST", "/monitors/mon_funding/trigger") == (1 if AIRFLOW_V_3_3_PLUS else 2)
+
+
+@pytest.mark.usefixtures("dag_env")
 def test_a_bad_output_path_fails_without_paying_or_retrying(dag_env: Emulator) -> None:
     dag_id, dr = _scenario("output_monid_poll", output_path="nosuchfs://bucket/{monid_run_id}.json")
     assert task_states(dag_id, dr.run_id)[("run", -1)] == "failed"
