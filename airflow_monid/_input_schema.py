@@ -20,6 +20,9 @@ from airflow_monid._cost_guard import COMPOSITE_KEYS
 
 PARTS = ("body", "queryParams", "pathParams")
 MAX_LISTED = 20  # errors named in one message; the rest are counted
+_PLAIN_OBJECT_KEYS = frozenset(
+    {"$schema", "$id", "type", "properties", "required", "title", "description", "additionalProperties", "examples"}
+)
 
 
 def published_schemas(inspected: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -33,15 +36,14 @@ def published_schemas(inspected: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return found
 
 
-def _merged(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One object schema for a flat input whose keys may belong to any part."""
+def _merged(schemas: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """One object schema for a flat input whose keys may belong to any part (``None``: cannot say)."""
     simple = all(
-        s.get("type", "object") == "object"
-        and set(s) <= {"$schema", "type", "properties", "required", "title", "description", "additionalProperties"}
+        s.get("type", "object") == "object" and set(s) <= _PLAIN_OBJECT_KEYS and not s.get("patternProperties")
         for s in schemas.values()
     )
-    if not simple:  # $ref, anyOf...: merging could invent or drop rules; check the body alone
-        return schemas.get("body") or next(iter(schemas.values()))
+    if not simple:  # $ref, anyOf...: a merge could invent or drop rules, so no verdict at all
+        return None
     properties: dict[str, Any] = {}
     required: list[str] = []
     for schema in schemas.values():
@@ -59,7 +61,8 @@ def plan(payload: Mapping[str, Any], schemas: dict[str, dict[str, Any]]) -> list
         return [(part, schema, payload.get(part, {})) for part, schema in schemas.items()]
     if len(schemas) == 1:
         return [("", next(iter(schemas.values())), payload)]
-    return [("", _merged(schemas), payload)]
+    merged = _merged(schemas)
+    return [] if merged is None else [("", merged, payload)]
 
 
 def _field(label: str, path: Any) -> str:
@@ -87,7 +90,13 @@ def check(payload: Mapping[str, Any], inspected: Mapping[str, Any]) -> tuple[lis
         return [], ["the endpoint publishes no input schema; nothing was checked"]
     problems: list[str] = []
     notes: list[str] = []
-    for label, schema, instance in plan(payload, schemas):
+    checks = plan(payload, schemas)
+    if not checks:
+        notes.append(
+            f"a flat input cannot be matched to the endpoint's {'/'.join(schemas)} schemas; send the composite "
+            "{body, queryParams, pathParams} shape to have it checked"
+        )
+    for label, schema, instance in checks:
         cls = validator_for(schema)  # the schema's own draft ($schema), else the newest
         try:
             cls.check_schema(schema)

@@ -266,3 +266,18 @@ def test_before_paying_does_nothing_without_checks(connections: Emulator) -> Non
     kwargs = dict(max_cost=None, currency="USD", max_results=None, max_results_field=None, share_inspect=False)
     assert before_paying(MonidHook(), *TWEETS, {}, validate_input=False, log=log, **kwargs) is None
     assert connections.count() == 0
+
+
+def test_a_flat_input_against_several_non_plain_parts_is_not_judged() -> None:
+    inspected = {
+        "input": {
+            "pathParams": {"type": "object", "properties": {"id": {"type": "string"}}, "additionalProperties": False},
+            "queryParams": {"anyOf": [{"required": ["q"]}, {"required": ["url"]}]},
+        }
+    }
+    problems, notes = check({"id": "x", "q": "y"}, inspected)
+    assert problems == [] and "send the composite" in notes[0]
+    assert check({"pathParams": {"id": 3}, "queryParams": {}}, inspected)[0] == [
+        "queryParams: {} is not valid under any of the given schemas",
+        "pathParams.id: 3 is not of type 'string'",
+    ]
