@@ -138,6 +138,19 @@ def test_example_dag_writes_one_jsonl_object_per_mapped_run(dag_env: Emulator, t
 
 
 @pytest.mark.usefixtures("dag_env")
+def test_exa_example_dag_writes_the_output_and_reads_it_back(dag_env: Emulator, tmp_path: Path) -> None:
+    seed_exa(dag_env)
+    dag = load_dag(EXAMPLE_DAGS / "exa_monitor_to_storage.py")
+    dr = dag.test(run_conf={"output_dir": str(tmp_path)})
+    assert dr.state == "success"
+    values = xcoms(dag.dag_id, dr.run_id)
+    run_id = values[("run_monitor", "run_id", -1)]
+    assert values[("run_monitor", "return_value", -1)] == f"file://{tmp_path}/mon_funding/{run_id}.json"
+    assert values[("result_urls", "return_value", -1)] == [f"https://news.example.com/mon_funding/{i}" for i in (1, 2)]
+    assert dag_env.count("POST", "/monitors/mon_funding/trigger") == 1
+
+
+@pytest.mark.usefixtures("dag_env")
 @pytest.mark.parametrize("mode", MODES)
 def test_monid_async_run_output_is_written_and_only_its_url_is_in_xcom(
     dag_env: Emulator, tmp_path: Path, mode: str
