@@ -197,6 +197,19 @@ def test_an_exa_retry_after_a_failed_write_does_not_trigger_again(dag_env: Emula
 
 
 @pytest.mark.usefixtures("dag_env")
+def test_task_monid_writes_each_mapped_output(dag_env: Emulator, tmp_path: Path) -> None:
+    """Two mapped instances, one path template: the run id alone keeps their objects apart."""
+    dag_id, dr = _scenario("output_monid_taskflow", output_path=f"file://{tmp_path}/{{monid_run_id}}.json")
+    assert dr.state == "success"
+    values = xcoms(dag_id, dr.run_id)
+    urls = {values[("enrich", "return_value", i)] for i in (0, 1)}
+    assert urls == {f"file://{tmp_path}/{values[('enrich', 'run_id', i)]}.json" for i in (0, 1)} and len(urls) == 2
+    emails = {_read(url)["work_email"] for url in urls}  # what the emulator's enrichment echoes back
+    assert emails == {"jane.doe@example.com", "john.roe@example.com"}
+    assert dag_env.count("POST", "/v1/run") == 2
+
+
+@pytest.mark.usefixtures("dag_env")
 def test_a_bad_output_path_fails_without_paying_or_retrying(dag_env: Emulator) -> None:
     dag_id, dr = _scenario("output_monid_poll", output_path="nosuchfs://bucket/{monid_run_id}.json")
     assert task_states(dag_id, dr.run_id)[("run", -1)] == "failed"

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_monid.operators.exa import ExaTriggerMonitorOperator
 from airflow_monid.operators.monid import MonidRunOperator
@@ -57,3 +57,18 @@ for mode in ("deferrable", "poll"):
         run_id="{{ params.run_id }}",
         **pokes,
     )
+
+# @task.monid passes output_path on to MonidRunOperator: the function builds the input only.
+with DAG(
+    "output_monid_taskflow",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params=PARAMS,
+) as output_monid_taskflow:
+
+    @task.monid(provider="pdl", endpoint="/person/enrich", output_path="{{ params.output_path }}")
+    def enrich(email: str) -> dict:
+        return {"email": email}
+
+    enrich.expand(email=["jane.doe@example.com", "john.roe@example.com"])
