@@ -46,8 +46,9 @@ def monid_taskflow():
 
     @task
     def report(people: list, tweets: list) -> dict:
+        # A person with no match returns None, which Airflow stores as no XCom: ``people`` lists the matches.
         matched = [p["full_name"] for p in people if p]
-        print(f"{len(matched)} of {len(people)} people matched; {len(tweets)} tweets")
+        print(f"people matched: {matched}; {len(tweets)} tweets")
         return {"matched": matched, "tweets": len(tweets)}
 
     report(enrich.expand(email=accounts()), mentions("airflow"))
