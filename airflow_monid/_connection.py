@@ -122,4 +122,5 @@ def settings_from_connection(
         retry=retry,
         verify=verify,
         user_agent=USER_AGENT,
+        max_connections=int(_number(extras, conn_type, "max_connections", 20, conn_id)),
     )

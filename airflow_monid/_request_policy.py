@@ -116,6 +116,8 @@ class ApiSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     verify: bool | str = True
     user_agent: str = "airflow-provider-monid"
+    #: requests in flight per pooled client (connection extra ``max_connections``).
+    max_connections: int = 20
 
     def __post_init__(self) -> None:
         # Wrapped so that not even ``vars(settings)`` (what debuggers and error reporters print) shows it.
@@ -286,6 +288,7 @@ class Attempt:
             message=scrub(message, self.settings.key),
             request_id=request_id,
             tag=tag,
+            retry_after=retry_after,
         )
 
     def _message(self, data: Any, text: str) -> str:

@@ -22,15 +22,15 @@ from airflow_monid._request_policy import ApiRequest, ApiResponse, ApiSettings, 
 # thousands of runs from paying that per trigger. Keys travel per request, never in a client.
 
 _ssl_contexts: dict[str, ssl.SSLContext] = {}
-_sync_clients: dict[tuple[str, str], httpx.Client] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], httpx.AsyncClient]]
+_sync_clients: dict[tuple[str, str, int], httpx.Client] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, int], httpx.AsyncClient]]
 _async_clients = weakref.WeakKeyDictionary()
 _pool_lock = threading.Lock()
 # httpcore assigns queued requests to connections in O(queued x connections) per event, so 10,000
 # triggers queueing inside one pool would spend their time there. A semaphore per pooled client keeps
-# at most MAX_CONNECTIONS requests inside httpcore; the rest wait on the semaphore, which is O(1).
-MAX_CONNECTIONS = 20
-_async_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Semaphore]]
+# at most ``max_connections`` (a connection extra, 20 by default) requests inside httpcore; the rest
+# wait on the semaphore, which is O(1).
+_async_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, int], asyncio.Semaphore]]
 _async_gates = weakref.WeakKeyDictionary()
 
 
@@ -53,18 +53,22 @@ def _verify(settings: ApiSettings) -> ssl.SSLContext | bool:
     return ctx
 
 
-def _limits() -> httpx.Limits:
+def _limits(settings: ApiSettings) -> httpx.Limits:
     # A few keep-alive connections serve thousands of polls; beyond that, requests queue in the pool
     # (no pool timeout) rather than open ever more sockets against one API.
-    return httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+    return httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+
+
+def _pool_key(settings: ApiSettings) -> tuple[str, str, int]:
+    return (settings.base_url, str(settings.verify), settings.max_connections)
 
 
 def sync_client(settings: ApiSettings) -> httpx.Client:
-    key = (settings.base_url, str(settings.verify))
+    key = _pool_key(settings)
     with _pool_lock:
         client = _sync_clients.get(key)
     if client is None:
-        client = httpx.Client(verify=_verify(settings), limits=_limits())
+        client = httpx.Client(verify=_verify(settings), limits=_limits(settings))
         with _pool_lock:
             client = _sync_clients.setdefault(key, client)
     return client
@@ -72,7 +76,7 @@ def sync_client(settings: ApiSettings) -> httpx.Client:
 
 def async_client(settings: ApiSettings) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
-    key = (settings.base_url, str(settings.verify))
+    key = _pool_key(settings)
     # A closed loop's clients can never be used again, yet their open connections reference the loop,
     # so the weak key alone would keep them (and their sockets) forever: drop them here.
     for closed in [other for other in list(_async_clients.keys()) if other.is_closed()]:
@@ -80,17 +84,17 @@ def async_client(settings: ApiSettings) -> httpx.AsyncClient:
     per_loop = _async_clients.setdefault(loop, {})
     client = per_loop.get(key)
     if client is None or client.is_closed:
-        client = per_loop[key] = httpx.AsyncClient(verify=_verify(settings), limits=_limits())
+        client = per_loop[key] = httpx.AsyncClient(verify=_verify(settings), limits=_limits(settings))
     return client
 
 
 def _async_gate(settings: ApiSettings) -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
     gates = _async_gates.setdefault(loop, {})
-    key = (settings.base_url, str(settings.verify))
+    key = _pool_key(settings)
     gate = gates.get(key)
     if gate is None:
-        gate = gates[key] = asyncio.Semaphore(MAX_CONNECTIONS)
+        gate = gates[key] = asyncio.Semaphore(settings.max_connections)
     return gate
 
 

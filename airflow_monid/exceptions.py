@@ -46,6 +46,7 @@ class APIError(ProviderError):
     :param message: the API's own message, or the start of a non-JSON body (key scrubbed).
     :param request_id: the ``x-request-id`` header, to quote in support tickets.
     :param tag: the API's error tag, when it sends one.
+    :param retry_after: the server's ``Retry-After`` in seconds (429/503), when it sent one.
     """
 
     def __new__(cls, *args: object, **kwargs: object) -> APIError:
@@ -66,6 +67,7 @@ class APIError(ProviderError):
         message: str,
         request_id: str | None = None,
         tag: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.api = api
         self.method = method
@@ -74,6 +76,7 @@ class APIError(ProviderError):
         self.message = message
         self.request_id = request_id
         self.tag = tag
+        self.retry_after = retry_after
         text = f"{api} {method} {path} failed with HTTP {status_code}: {message}"
         if tag:
             text += f" [{tag}]"

@@ -59,7 +59,7 @@ def test_key_absent_from_reprs_and_trigger_kwargs(connections: Emulator) -> None
     op = MonidRunOperator(task_id="t", provider="p", endpoint="/e", input={"a": 1})
     texts = [repr(hook), repr(hook.settings), repr(trigger), repr(trigger.serialize()), repr(op), str(vars(op))]
     assert all(MONID_KEY not in text for text in texts)
-    assert set(trigger.serialize()[1]) == {"run_id", "monid_conn_id", "poll_interval", "end_time"}
+    assert set(trigger.serialize()[1]) == {"run_id", "monid_conn_id", "poll_interval", "end_time", "created_at"}
 
 
 @pytest.mark.parametrize("key", ["zq!7", "k" * 40])

@@ -1,4 +1,8 @@
-"""MonidRunTrigger against the emulator: its async generator is run directly on pytest-asyncio's loop."""
+"""MonidRunTrigger polling each run on its own (``batch_status_polling: false``) against the emulator.
+
+Its async generator is run directly on pytest-asyncio's loop. The shared poller (the default) has
+its own tests in test_status_poller.py.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,19 @@ from airflow_monid.triggers.monid import MonidRunSensorTrigger, MonidRunTrigger
 from tests._support import MONID_KEY, monid_conn
 
 TWEETS = ("apify", "/apidojo/tweet-scraper")
-KWARGS = {"run_id", "monid_conn_id", "poll_interval", "end_time"}
+KWARGS = {"run_id", "monid_conn_id", "poll_interval", "end_time", "created_at"}
+PER_RUN = {"batch_status_polling": False}
+
+
+@pytest.fixture(autouse=True)
+def per_run_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``monid_default`` (set by the ``connections`` fixture) with the shared poller switched off."""
+    real = monid_conn
+
+    def per_run(url: str, key: str = MONID_KEY, **extra: Any) -> str:
+        return real(url, key, **{**PER_RUN, **extra})
+
+    monkeypatch.setattr("tests._support.monid_conn", per_run)
 
 
 def conn_for(monkeypatch: pytest.MonkeyPatch, url: str, key: str | None = MONID_KEY, **extras: Any) -> str:
@@ -30,7 +46,7 @@ def conn_for(monkeypatch: pytest.MonkeyPatch, url: str, key: str | None = MONID_
     if key is None:
         value = json.dumps({"conn_type": "monid", "host": url})
     else:
-        fast = {"max_attempts": 2, "backoff_base": 0.001, "backoff_max": 0.001, **extras}
+        fast = {"max_attempts": 2, "backoff_base": 0.001, "backoff_max": 0.001, **PER_RUN, **extras}
         value = monid_conn(url, key, **fast)
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value)
     return conn_id
@@ -80,6 +96,7 @@ async def test_kwargs_are_plain_values_without_the_key(connections: Emulator) ->
         "monid_conn_id": "monid_default",
         "poll_interval": 5.0,
         "end_time": 1_900_000_000.0,
+        "created_at": None,
     }
     assert isinstance(kwargs["end_time"], float) and isinstance(kwargs["poll_interval"], float)
     assert json.loads(json.dumps(kwargs)) == kwargs

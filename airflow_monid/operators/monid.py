@@ -123,6 +123,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         )
         self.share_inspect = share_inspect
         self.run_id: str | None = None
+        self._created_at: str | float | None = None  # tells the shared status poller how far back to page
         self._ti: Any = None  # for on_kill, which Airflow calls without a context
 
     @property
@@ -150,7 +151,11 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
             monid_conn_id=self.monid_conn_id,
             poll_interval=self.poll_interval,
             end_time=deadline.end_time,
+            created_at=self._created_at,
         )
+
+    def _seen(self, context: Context, run: MonidRun) -> None:
+        self._created_at = run.created_at if isinstance(run.created_at, (str, int, float)) else None
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
         summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)
@@ -195,6 +200,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         # The deadline counts from the moment the run is known, capped by execution_timeout.
         deadline = Deadline.for_try(context, self.timeout, self.execution_timeout)
         self.run_id = run.run_id
+        self._seen(context, run)
         context["ti"].xcom_push(key="run_id", value=run.run_id)
         context["ti"].xcom_push(key="run_url", value=f"{hook.app_url()}/runs/{run.run_id}")
         if not self.wait_for_completion:

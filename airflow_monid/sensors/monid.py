@@ -81,6 +81,7 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
         self.monid_conn_id = monid_conn_id
         self.allowed_provider_statuses = require_statuses(allowed_provider_statuses)
         self.deferrable = deferrable
+        self._created_at: str | float | None = None  # tells the shared status poller how far back to page
 
     # --- the lifecycle's plug-ins ------------------------------------------------------------------
 
@@ -100,7 +101,11 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
             monid_conn_id=self.monid_conn_id,
             poll_interval=float(self.poke_interval),
             end_time=deadline.end_time,
+            created_at=self._created_at,
         )
+
+    def _seen(self, context: Context, run: MonidRun) -> None:
+        self._created_at = run.created_at if isinstance(run.created_at, (str, int, float)) else None
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
         context["ti"].xcom_push(key="run", value=run.summary())
@@ -124,6 +129,7 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
         run_id = require_text(self.run_id, "run_id")
         try:
             run = self._fetch(run_id)
+            self._seen(context, run)
         except PermanentError as exc:
             self._fail(str(exc))
         except ProviderError as exc:  # transient: keep waiting until the sensor's timeout

@@ -69,6 +69,7 @@ class MonidState:
             self.last_page_cursor: str | None = None  # None -> "cursor": null; "absent" -> key omitted
             self.cursor_loop = False
             self.next_run_ids: list[str] = []
+            self.unlisted: set[str] = set()  # run ids GET /v1/runs leaves out (another project's runs)
 
     # ----- scripting API -----------------------------------------------------------------------------
 
@@ -411,6 +412,7 @@ class MonidState:
     def _list_runs(self, req: Req) -> Reply:
         limit = parse_limit(req.query, default=10, maximum=100)
         ordered = sorted(self._runs.values(), key=lambda r: r.seq, reverse=True)
+        ordered = [r for r in ordered if r.run_id not in self.unlisted]
         if req.query.get("status"):
             for run in ordered:
                 self._tick(run)
@@ -424,7 +426,9 @@ class MonidState:
             start = sum(1 for r in ordered if r.seq >= int(decoded[4:]))
         page = ordered[start : start + limit]
         for run in page:
-            self._tick(run)
+            # A listed run was observed, as a GET observes it: runs scripted to finish after N polls
+            # finish whether the client reads them one by one or through the list (shared poller).
+            self._poll(run)
         result: dict[str, Any] = {"items": [self._view(r, full=False) for r in page]}
         if cursor is not None and self.cursor_loop:
             result["cursor"] = cursor

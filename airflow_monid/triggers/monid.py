@@ -1,8 +1,11 @@
-"""Deferrable wait for a Monid run: GET-only polling in the triggerer."""
+"""Deferrable wait for a Monid run: GET-only, through the shared status poller by default."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -10,9 +13,12 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_monid._task_state import STOP_ON_STATES, task_state_now
 from airflow_monid._waiting import Waiter, bounded
+from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
+from airflow_monid.models.events import RunEvent
 from airflow_monid.models.monid import MonidRun
 from airflow_monid.triggers._events import wait_for_event
+from airflow_monid.triggers._status_poller import PollingOptions, StatusPoller, Watch, epoch_of
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +26,22 @@ _ON_KILL_BUDGET = 20.0  # stays inside [triggerer] on_kill_timeout (30 s by defa
 
 
 class MonidRunTrigger(BaseTrigger):
-    """Polls ``GET /v1/runs/{run_id}`` until the run is terminal or ``end_time`` passes.
+    """Waits until the run is terminal or ``end_time`` passes, reading its status at least every
+    ``poll_interval`` seconds.
 
-    Yields exactly one event: ``{"status": "terminal" | "timeout" | "error", "run_id", "run_status",
-    "message"}``. The kwargs are plain values (never the key): the connection is loaded inside
-    :meth:`run` without blocking the event loop.
+    By default the run joins the :class:`~airflow_monid.triggers._status_poller.StatusPoller` of its
+    connection, which reads the statuses of every run waited for in this triggerer from
+    ``GET /v1/runs`` pages; with the connection extra ``batch_status_polling: false`` each trigger
+    polls ``GET /v1/runs/{run_id}`` itself. Yields exactly one event: ``{"status": "terminal" |
+    "timeout" | "error", "run_id", "run_status", "message"}``. The kwargs are plain values (never the
+    key): the connection is loaded inside :meth:`run` without blocking the event loop.
 
     :param run_id: the Monid run to wait for.
     :param monid_conn_id: Airflow connection id of type ``monid``.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: seconds between polls: the most a status may be stale.
     :param end_time: absolute deadline, epoch seconds (survives triggerer restarts).
+    :param created_at: the run's ``createdAt`` (ISO text or epoch), which bounds how far back the
+        poller pages; ``None`` (trigger rows of earlier releases) costs one ``GET`` to learn it.
     """
 
     #: The operator's run is its own: a user killing the deferred task (Airflow 3.3+) stops it.
@@ -41,12 +53,15 @@ class MonidRunTrigger(BaseTrigger):
         monid_conn_id: str,
         poll_interval: float,
         end_time: float,
+        created_at: str | float | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
         self.monid_conn_id = monid_conn_id
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
+        self.created_at = created_at
+        self._watch: tuple[StatusPoller, Watch] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -56,6 +71,7 @@ class MonidRunTrigger(BaseTrigger):
                 "monid_conn_id": self.monid_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "created_at": self.created_at,
             },
         )
 
@@ -68,15 +84,86 @@ class MonidRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-
-        def status_of(run: MonidRun) -> tuple[bool, str]:
-            return run.status.is_terminal, str(run.raw_status)
-
         waiter = Waiter(
             end_time=self.end_time, poll_interval=self.poll_interval, label=f"Monid run {self.run_id}", log=log
         )
-        event = await wait_for_event(lambda: hook.aget_run(self.run_id), status_of, lambda: self.run_id, waiter)
+        try:
+            await hook.asettings()
+            options = PollingOptions.from_extras(hook.connection_extras, self.monid_conn_id)
+        except PermanentError as exc:
+            yield TriggerEvent(self._event("error", waiter, str(exc)))
+            return
+        if options.batch:
+            event = await self._wait_shared(hook, options, waiter)
+        else:
+
+            def status_of(run: MonidRun) -> tuple[bool, str]:
+                return run.status.is_terminal, str(run.raw_status)
+
+            event = await wait_for_event(lambda: hook.aget_run(self.run_id), status_of, lambda: self.run_id, waiter)
         yield TriggerEvent(event)
+
+    def _event(self, status: str, waiter: Waiter, message: str = "") -> dict[str, Any]:
+        return RunEvent(status=status, run_id=self.run_id, run_status=waiter.last_status, message=message).model_dump()
+
+    async def _wait_shared(self, hook: MonidHook, options: PollingOptions, waiter: Waiter) -> dict[str, Any]:
+        settings = await hook.asettings()
+        poller = StatusPoller.shared(settings, options)
+        created_at = epoch_of(self.created_at)
+        if created_at is None:
+            # A trigger row of an earlier release: one GET learns createdAt. Once this triggerer waits
+            # for more runs than the connection serves at once, spread those GETs over the first
+            # interval, so that a restart with thousands of such rows sends no burst.
+            if poller.size >= settings.max_connections:
+                await asyncio.sleep(random.uniform(0, max(0.0, min(self.poll_interval, self.end_time - time.time()))))
+            try:
+                run = await bounded(hook.aget_run(self.run_id), waiter.remaining())
+            except PermanentError as exc:
+                return self._event("error", waiter, str(exc))
+            except (TimeoutError, ProviderError) as exc:
+                waiter.last_error = f"{type(exc).__name__}: {exc}"  # the poller reads it on its own
+            else:
+                waiter.on_result(str(run.raw_status))
+                if run.status.is_terminal:
+                    return self._event("terminal", waiter)
+                created_at = epoch_of(run.created_at)
+        watch = poller.watch(self.run_id, created_at, self.poll_interval)
+        self._watch = (poller, watch)
+        try:
+            while True:
+                if watch.raw_status is not None:
+                    waiter.on_result(watch.raw_status)  # logs state changes only
+                if watch.error is not None:
+                    message = str(watch.error)
+                    if watch.last_error:
+                        message += f" (earlier poll error: {watch.last_error})"
+                    return self._event("error", waiter, message)
+                if watch.terminal:
+                    return self._event("terminal", waiter)
+                remaining = self.end_time - time.time()
+                if remaining <= 0:
+                    waiter.last_error = watch.last_error or waiter.last_error
+                    return self._event("timeout", waiter, waiter.timeout_message())
+                watch.changed.clear()
+                try:
+                    # Woken by a status change; the wall clock is looked at again at least every minute.
+                    async with asyncio.timeout(min(remaining, 60.0)):
+                        await watch.changed.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._watch is not None:
+            poller, watch = self._watch
+            self._watch = None
+            poller.release(watch)
+
+    async def cleanup(self) -> None:
+        """Leave the shared poller on every exit (cancellation included); the last one stops it."""
+        self._release()
+        await super().cleanup()
 
     async def on_kill(self) -> None:
         """Stop the run when its task will not wait for it again (Airflow 3.3+).
