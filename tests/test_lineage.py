@@ -123,6 +123,21 @@ def test_exa_facets_name_the_monitor(connections: Emulator, make: Any, name: str
     }
 
 
+def test_parsing_a_dag_file_imports_nothing_of_openlineage() -> None:
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        "print(sorted(m for m in sys.modules if m.startswith(('openlineage', 'airflow.providers.openlineage.'))"
+        " and not m.endswith('get_provider_info')))"  # Airflow's providers manager reads that one itself
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLE_DAGS / "monid_output_to_storage.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:] + done.stderr[-2000:]
+
+
 # --- the events OpenLineage itself writes ----------------------------------------------------------------
 
 _RUN_DAG = """
