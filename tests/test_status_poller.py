@@ -265,3 +265,23 @@ def test_options_from_connection_extras() -> None:
     assert PollingOptions.from_extras({"extra__monid__batch_status_polling": False}).batch is False
     with pytest.raises(Exception, match="status_page_budget"):
         PollingOptions.from_extras({"status_page_budget": 0}, "c1")
+
+
+async def test_a_failing_cycle_pauses_and_the_waits_go_on(
+    connections: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = connections
+    run_id = emu.monid.add_run(status="RUNNING", polls_to_finish=1)["runId"]
+    real = StatusPoller._page
+    calls = []
+
+    async def broken_once(self: StatusPoller, targets: Any, pending: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return await real(self, targets, pending)
+
+    monkeypatch.setattr(StatusPoller, "_page", broken_once)
+    event = await only_event(trigger_for(emu, run_id))
+    assert (event["status"], event["run_status"]) == ("terminal", "COMPLETED")
+    assert len(calls) == 2

@@ -210,7 +210,11 @@ class StatusPoller:
                     pass
                 continue
             self._next_cycle = float("inf")
-            await self._cycle(now)
+            try:
+                await self._cycle(now)
+            except Exception as exc:  # a bug or an odd answer must not leave every wait unattended
+                log.exception("Monid status cycle failed; trying again after a pause.")
+                self._stall([w for w in self._all() if not w.final], exc, None)
 
     async def _cycle(self, started: float) -> None:
         # Every run due within half its interval is read now: runs registered at different moments
