@@ -1,8 +1,10 @@
 """How many Monid triggers one event loop can hold: N MonidRunTrigger.run() against the emulator.
 
-Prints the client set-up cost (pooled vs one httpx.AsyncClient per trigger), then for each N the
-wall time until every trigger yielded its event, the polls per second the loop sustained, the CPU
-time used and the number of pooled clients. Run: .venv/bin/python benchmarks/trigger_fanout.py [N ...]
+Prints the client set-up cost (pooled vs one httpx.AsyncClient per trigger), then for each N and
+polling mode (per-run ``GET``s, the shared poller's list pages) the wall time until every trigger
+yielded its event, the requests the API saw, the CPU time used and the number of pooled clients.
+In-process, no Airflow: benchmarks/triggerer_scale.py measures a real triggerer.
+Run: .venv/bin/python benchmarks/trigger_fanout.py [N ...]
 """
 
 from __future__ import annotations
@@ -44,14 +46,17 @@ async def _client_costs(n: int = 200) -> None:
     print(f"client set-up: new httpx.AsyncClient {per_client:.2f} ms each; pooled lookup {pooled:.4f} ms each")
 
 
-async def _fanout(emu: Emulator, n: int, polls: int) -> None:
+async def _fanout(emu: Emulator, n: int, polls: int, conn_id: str) -> None:
     from airflow_monid._transport import pool_size
     from airflow_monid.triggers.monid import MonidRunTrigger
 
     emu.reset()
     emu.monid.set_endpoint("apify", "/apidojo/tweet-scraper", mode="async", polls_to_finish=polls)
     run_ids = [emu.monid.add_run(status="RUNNING", polls_to_finish=polls)["runId"] for _ in range(n)]
-    triggers = [MonidRunTrigger(r, "monid_default", poll_interval=1.0, end_time=time.time() + 600) for r in run_ids]
+    created = emu.monid.get_run(run_ids[0])["createdAt"]
+    triggers = [
+        MonidRunTrigger(r, conn_id, poll_interval=1.0, end_time=time.time() + 600, created_at=created) for r in run_ids
+    ]
 
     async def one(trigger: MonidRunTrigger) -> str:
         async for event in trigger.run():
@@ -62,8 +67,9 @@ async def _fanout(emu: Emulator, n: int, polls: int) -> None:
     results = await asyncio.gather(*(one(t) for t in triggers))
     wall, used = time.perf_counter() - started, _cpu() - cpu
     gets = emu.count("GET", path_prefix="/v1/runs/")
+    pages = emu.count("GET", path="/v1/runs")
     print(
-        f"N={n:>5}: all events in {wall:6.2f} s, {gets} GETs ({gets / wall:7.0f}/s), CPU {used:5.2f} s "
+        f"N={n:>5} {conn_id:>13}: all events in {wall:6.2f} s, {gets} run GETs + {pages} list pages, CPU {used:5.2f} s "
         f"(client+server, one process), events={sorted(set(results))}, pooled async clients={pool_size()[1]}"
     )
 
@@ -72,9 +78,13 @@ def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [100, 500, 1000]
     emu = Emulator(monid_api_key=MONID_KEY).start()
     os.environ["AIRFLOW_CONN_MONID_DEFAULT"] = monid_conn(emu.url, timeout=30, max_attempts=6)
+    os.environ["AIRFLOW_CONN_MONID_PER_RUN"] = monid_conn(
+        emu.url, timeout=30, max_attempts=6, batch_status_polling=False
+    )
     asyncio.run(_client_costs())
     for n in sizes:
-        asyncio.run(_fanout(emu, n, polls=3))
+        for conn_id in ("monid_per_run", "monid_default"):
+            asyncio.run(_fanout(emu, n, polls=3, conn_id=conn_id))
     emu.stop()
 
 

@@ -285,3 +285,34 @@ async def test_a_failing_cycle_pauses_and_the_waits_go_on(
     event = await only_event(trigger_for(emu, run_id))
     assert (event["status"], event["run_status"]) == ("terminal", "COMPLETED")
     assert len(calls) == 2
+
+
+async def test_one_connection_lookup_serves_every_trigger_of_the_loop(
+    connections: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a triggerer each lookup is a round trip through its supervisor: 10,000 triggers, one lookup."""
+    from airflow_monid.hooks import _api_hook
+
+    emu = connections
+    real = _api_hook.get_async_connection
+    lookups: list[str] = []
+
+    async def counted(conn_id: str, hook: Any = None) -> Any:
+        lookups.append(conn_id)
+        return await real(conn_id, hook=hook)
+
+    monkeypatch.setattr(_api_hook, "get_async_connection", counted)
+    ids = [emu.monid.add_run(status="RUNNING", polls_to_finish=1)["runId"] for _ in range(20)]
+    events = await asyncio.gather(*(only_event(trigger_for(emu, r)) for r in ids))
+    assert all(e["run_status"] == "COMPLETED" for e in events)
+    assert lookups == ["monid_default"]
+
+
+async def test_a_failed_connection_lookup_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_monid.hooks.monid import MonidHook
+
+    monkeypatch.delenv("AIRFLOW_CONN_MONID_LATER", raising=False)
+    with pytest.raises(Exception, match="monid_later"):
+        await MonidHook("monid_later").asettings()
+    monkeypatch.setenv("AIRFLOW_CONN_MONID_LATER", monid_conn("http://127.0.0.1:9"))
+    assert (await MonidHook("monid_later").asettings()).base_url == "http://127.0.0.1:9"

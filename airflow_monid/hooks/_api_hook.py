@@ -6,6 +6,9 @@ parse its answer); ``_call`` and ``_acall`` run it with the sync or the async cl
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,6 +32,14 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Call(Generic[T]):
     request: ApiRequest
     parse: Callable[[ApiResponse], T]
+
+
+#: Seconds a connection looked up by async code serves the other hooks of its event loop.
+SETTINGS_TTL = 60.0
+_lookups: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str], tuple[float, asyncio.Task[tuple[ApiSettings, dict[str, Any]]]]]
+]
+_lookups = weakref.WeakKeyDictionary()
 
 
 class ApiHook(BaseHook):
@@ -104,11 +115,39 @@ class ApiHook(BaseHook):
         return self._load(conn, dict(conn.extra_dejson or {}))
 
     async def asettings(self) -> ApiSettings:
-        """Request settings loaded without blocking the event loop (triggers, async sensors)."""
+        """Request settings loaded without blocking the event loop (triggers, async sensors).
+
+        Shared by the hooks of one event loop and connection id for :data:`SETTINGS_TTL` seconds: in
+        a triggerer every lookup is a round trip through its supervisor to the API server, and
+        10,000 triggers of one connection starting together would queue 10,000 of them (measured
+        by benchmarks/triggerer_scale.py). A failed lookup is not kept.
+        """
         if self._async_settings is None:
-            conn = await get_async_connection(self.conn_id, hook=self)
-            self._async_settings = self._load(conn, dict(await get_async_extra_dejson(conn) or {}))
+            settings, extras = await self._shared_lookup()
+            self.connection_extras = extras
+            self._async_settings = settings
         return self._async_settings
+
+    async def _shared_lookup(self) -> tuple[ApiSettings, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        per_loop = _lookups.setdefault(loop, {})
+        key = (self.conn_type, self.conn_id)
+        now = time.monotonic()
+        entry = per_loop.get(key)
+        if entry is None or entry[0] < now:
+            entry = per_loop[key] = (now + SETTINGS_TTL, loop.create_task(self._lookup()))
+        try:
+            # Shielded: one trigger cancelled while waiting must not cancel the others' lookup.
+            return await asyncio.shield(entry[1])
+        except Exception:
+            if per_loop.get(key) is entry:
+                del per_loop[key]
+            raise
+
+    async def _lookup(self) -> tuple[ApiSettings, dict[str, Any]]:
+        conn = await get_async_connection(self.conn_id, hook=self)
+        extras = dict(await get_async_extra_dejson(conn) or {})
+        return self._settings_from(conn, extras), extras
 
     def _call(self, call: Call[T]) -> T:
         return call.parse(send(self.settings, call.request))
