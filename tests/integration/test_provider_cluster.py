@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from airflow_monid.testing.emulator import RecordedRequest
 from tests._support import MONID_KEY
 from tests.integration.cluster import AirflowCluster, _wait_until
 from tests.integration.provider_support import (
@@ -57,6 +59,15 @@ def _ti_state_now(c: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> 
         return r.json().get("state") if r.status_code == 200 else None
     except httpx.HTTPError:
         return None
+
+
+def status_read(monid_run_id: str, since: float) -> Callable[[RecordedRequest], bool]:
+    """A read of the run's status by a trigger after ``since`` (the emulator's log holds earlier tests'
+    requests too): the shared poller's list page (the default; the run is among the newest) or, for
+    runs outside the list, the run's own GET."""
+    return lambda r: (
+        r.method == "GET" and r.path in ("/v1/runs", f"/v1/runs/{monid_run_id}") and r.status == 200 and r.time > since
+    )
 
 
 def _run_requests(emu: ClusterEmulator, run_id: str, method: str = "GET") -> list[Any]:
@@ -176,8 +187,9 @@ def test_triggerer_sigkill_while_deferred_resumes_the_same_run(
 
     wait_deferral_processed(c, DEFERRABLE_DAG, run, "run")
     first = c.wait_trigger_running(DEFERRABLE_DAG, run, "run", timeout=60)
+    running_at = time.time()
     monid_run_id = c.xcom(DEFERRABLE_DAG, run, "run", key="run_id")
-    wait_emulator_request(emu, lambda r: r.path == f"/v1/runs/{monid_run_id}", 60, "poll by the first triggerer")
+    wait_emulator_request(emu, status_read(monid_run_id, since=running_at), 60, "poll by the first triggerer")
     (row,) = capture_trigger_rows(trigger_row_reader, MONID_TRIGGER)
     assert row.kwargs["run_id"] == monid_run_id
 
@@ -190,7 +202,7 @@ def test_triggerer_sigkill_while_deferred_resumes_the_same_run(
     second = wait_trigger_adopted(c, DEFERRABLE_DAG, run, "run", first)
     wait_emulator_request(
         emu,
-        lambda r: r.path == f"/v1/runs/{monid_run_id}" and r.time > restarted_at,
+        status_read(monid_run_id, since=restarted_at),
         90,
         "poll of the same run by the new triggerer",
     )
@@ -216,12 +228,14 @@ def test_marking_a_deferred_task_failed_stops_the_monid_run(
 
     wait_deferral_processed(c, DEFERRABLE_DAG, run, "run")
     c.wait_trigger_running(DEFERRABLE_DAG, run, "run", timeout=60)
+    running_at = time.time()
     monid_run_id = c.xcom(DEFERRABLE_DAG, run, "run", key="run_id")
-    wait_emulator_request(emu, lambda r: r.path == f"/v1/runs/{monid_run_id}", 60, "poll by the trigger")
+    wait_emulator_request(emu, status_read(monid_run_id, since=running_at), 60, "poll by the trigger")
     (row,) = capture_trigger_rows(trigger_row_reader, MONID_TRIGGER)
     # The operator's own trigger class (it owns the run; the sensor's MonidRunSensorTrigger never stops).
     assert row.kwargs["run_id"] == monid_run_id
-    assert set(row.kwargs) == {"run_id", "monid_conn_id", "poll_interval", "end_time"}
+    assert set(row.kwargs) == {"run_id", "monid_conn_id", "poll_interval", "end_time", "created_at"}
+    assert row.kwargs["created_at"] == emu.monid.get_run(monid_run_id)["createdAt"]  # bounds the poller's paging
     assert _run_requests(emu, monid_run_id + "/stop", "POST") == []
 
     c.set_task_state(DEFERRABLE_DAG, run, "run", "failed")  # the user's "mark failed"

@@ -32,6 +32,17 @@ from tests.integration.conftest import (
 from tests.integration.production_cluster import ProductionCluster, production_unavailable_reason
 from tests.integration.provider_support import TriggerRowReader
 
+
+@pytest.fixture(scope="session")
+def integration_connections(integration_connections: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The session connections with per-run status polling: these tests tell which triggerer took over
+    which run from that run's own GET. The shared poller (the default) runs on the SQLite cluster's
+    tests and on a real triggerer in benchmarks/triggerer_scale.py."""
+    monid = dict(integration_connections["monid_default"])
+    monid["extra"] = {**monid["extra"], "batch_status_polling": False}
+    return {**integration_connections, "monid_default": monid}
+
+
 #: stage timings and failover figures, printed in the terminal summary
 REPORT: dict[str, str] = {}
 _FAILED: list[str] = []
