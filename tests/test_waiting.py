@@ -16,6 +16,7 @@ from airflow_monid._waiting import Waiter, await_terminal, wait_on_worker
 from airflow_monid.exceptions import PermanentAPIError, TransientAPIError
 from airflow_monid.testing import Emulator
 from airflow_monid.triggers.monid import MonidRunTrigger
+from tests._support import monid_conn
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,14 @@ async def test_a_permanent_error_ends_the_wait_at_once(clock: Clock) -> None:
     assert calls == 1 and clock.sleeps == []
 
 
-async def test_trigger_event_at_the_deadline_over_http(clock: Clock, connections: Emulator) -> None:
-    """The real trigger against the emulator: one GET per interval up to the deadline, then one event."""
+async def test_trigger_event_at_the_deadline_over_http(
+    clock: Clock, connections: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real trigger polling its run on its own (the Waiter's loop) against the emulator: one GET per
+    interval up to the deadline, then one event. The shared poller has its own tests."""
+    monkeypatch.setenv("AIRFLOW_CONN_MONID_PER_RUN", monid_conn(connections.url, batch_status_polling=False))
     run_id = connections.monid.add_run(status="RUNNING")["runId"]
-    trigger = MonidRunTrigger(run_id, "monid_default", poll_interval=0.5, end_time=clock.now + 2.0)
+    trigger = MonidRunTrigger(run_id, "monid_per_run", poll_interval=0.5, end_time=clock.now + 2.0)
     events: list[Any] = [event async for event in trigger.run()]
     assert [e.payload["status"] for e in events] == ["timeout"]
     assert connections.count("GET", f"/v1/runs/{run_id}") == 5  # at 0, 0.5, 1, 1.5 and 2 s
