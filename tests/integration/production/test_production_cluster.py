@@ -96,10 +96,21 @@ def _deferred_and_polled(c: ProductionCluster, emu: ClusterEmulator, run: str, c
         if len(rows) != count or any(r["triggerer_id"] is None for r in rows):
             return None
         ids = {t["map_index"]: c.xcom(FANOUT, run, "run", key="run_id", map_index=t["map_index"]) for t in tis}
-        polled = {r.path.rsplit("/", 1)[1] for r in emu.requests("GET", path_prefix="/v1/runs/")}
-        return ids if set(ids.values()) <= polled else None
+        assigned.append(time.time())
+        return ids if _all_read_since(emu, set(ids.values()), assigned[0]) else None
+
+    assigned: list[float] = []
 
     return _wait_until(ready, 300, f"{count} deferred, assigned and polled Monid runs", lambda: str(_states(c, run)))
+
+
+def _all_read_since(emu: ClusterEmulator, run_ids: set[str], since: float) -> bool:
+    """Every run's status was read after ``since``: by its own GET (per-run polling) or by a list page
+    (the shared poller; these runs are the newest, so the first page holds them)."""
+    reads = [r for r in emu.requests("GET") if r.time > since and r.status == 200]
+    if any(r.path == "/v1/runs" for r in reads):
+        return True
+    return run_ids <= {r.path.rsplit("/", 1)[1] for r in reads if r.path.startswith("/v1/runs/")}
 
 
 def _deferrals_processed(c: ProductionCluster) -> set[str]:
@@ -255,9 +266,8 @@ def test_forty_deferred_runs_survive_sigkill_of_the_busiest_triggerer(
     _wait_until(all_held_by_survivor, 180, f"{survivor} to hold every trigger")
     reassigned = time.monotonic() - t_kill
 
-    def resumed() -> bool:
-        polled = {r.path.rsplit("/", 1)[1] for r in emu.requests("GET", path_prefix="/v1/runs/") if r.time > killed_at}
-        return victims_runs <= polled
+    def resumed() -> bool:  # only the survivor is left to read them
+        return _all_read_since(emu, victims_runs, killed_at)
 
     _wait_until(resumed, 180, f"{survivor} to poll the {moved} runs it took over")
     polling = time.monotonic() - t_kill
