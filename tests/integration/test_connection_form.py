@@ -67,7 +67,7 @@ def test_hook_meta_describes_the_monid_and_exa_forms(airflow_cluster: AirflowClu
     app_url = monid["extra_fields"]["app_url"]
     assert app_url["schema"] == {"type": ["string", "null"], "format": "url", "title": "Monid app URL"}
     assert "https://app.monid.ai" in app_url["description"]
-    assert set(exa["extra_fields"]) == {"timeout", "max_attempts", "search_monitors_path"}
+    assert set(exa["extra_fields"]) == {"timeout", "max_attempts", "search_monitors_path", "dashboard_url"}
     path = exa["extra_fields"]["search_monitors_path"]
     assert path["value"] == "/monitors"
     assert path["schema"]["enum"] == ["/monitors", "/search-monitors"] and path["schema"]["default"] == "/monitors"
