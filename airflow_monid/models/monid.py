@@ -92,6 +92,11 @@ class MonidRun(RawModel):
     def status(self) -> MonidRunStatus:
         return MonidRunStatus.parse(self.raw_status)
 
+    @property
+    def created_at_value(self) -> str | float | None:
+        """``createdAt`` as a plain value for trigger kwargs (``None`` when the API sent another type)."""
+        return self.created_at if isinstance(self.created_at, (str, int, float)) else None
+
     def summary(self) -> dict[str, Any]:
         """The run's JSON as received, minus ``output`` and ``input`` (the ``run`` XCom)."""
         return {k: v for k, v in self._raw.items() if k not in ("output", "input")}

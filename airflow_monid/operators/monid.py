@@ -155,7 +155,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         )
 
     def _seen(self, context: Context, run: MonidRun) -> None:
-        self._created_at = run.created_at if isinstance(run.created_at, (str, int, float)) else None
+        self._created_at = run.created_at_value
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
         summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)

@@ -105,7 +105,7 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
         )
 
     def _seen(self, context: Context, run: MonidRun) -> None:
-        self._created_at = run.created_at if isinstance(run.created_at, (str, int, float)) else None
+        self._created_at = run.created_at_value
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
         context["ti"].xcom_push(key="run", value=run.summary())
