@@ -128,28 +128,50 @@ def ti_id(c: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> str:
     return str(c.task_instance(dag_id, run_id, task_id)["id"])
 
 
+_EXECUTOR_EXIT = re.compile(
+    r"Received executor event with state (?:success|failed) for task instance TaskInstanceKey\("
+    r"dag_id='(?P<dag>[^']*)', task_id='(?P<task>[^']*)', run_id='(?P<run>[^']*)', "
+    r"try_number=(?P<try>\d+), map_index=(?P<map>-?\d+)\)"
+)
+
+
+def executor_exits_received(c: AirflowCluster, dag_id: str, run_id: str) -> set[tuple[str, int, int]]:
+    """``(task_id, map_index, try_number)`` of every workload exit of this DAG run the scheduler has
+    taken from its executor's event buffer (scheduler log: ``Received executor event with state
+    success|failed``).
+
+    Taken is what matters, not "TaskInstance Finished": the scheduler reads the buffer once and
+    selects the TIs with ``SKIP LOCKED``, so an event whose row another transaction holds at that
+    moment is dropped without a "Finished" line (seen on PostgreSQL with 40 deferrals at once).
+    Either way the stale event can no longer reach the resumed task.
+    """
+    log = c.log_path("scheduler")
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return {
+        (m["task"], int(m["map"]), int(m["try"]))
+        for m in _EXECUTOR_EXIT.finditer(text)
+        if m["dag"] == dag_id and m["run"] == run_id
+    }
+
+
 def wait_deferral_processed(c: AirflowCluster, dag_id: str, run_id: str, task_id: str, timeout: float = 60) -> str:
-    """Wait until the task is ``deferred`` *and* the scheduler has processed the executor's event of
-    the workload that deferred (scheduler log: ``TaskInstance Finished: ... ti_id=<id> ... state=deferred``).
+    """Wait until the task is ``deferred`` *and* the scheduler has taken the executor's event of the
+    workload that deferred (see :func:`executor_exits_received`).
 
     A trigger that fires before that is a known scheduler race (apache/airflow#66374): the stale
     executor event then fails the resumed task. Completing a fake run only after this point avoids
     it without sleeping. Returns the TI id.
     """
     c.wait_task_state(dag_id, run_id, task_id, "deferred", timeout=timeout)
-    tid = ti_id(c, dag_id, run_id, task_id)
-    log = c.log_path("scheduler")
+    ti = c.task_instance(dag_id, run_id, task_id)
+    key = (task_id, ti.get("map_index", -1), ti["try_number"])
 
     def seen() -> bool:
         c.check_alive()
-        text = log.read_text(errors="replace") if log.exists() else ""
-        return any(
-            "TaskInstance Finished:" in line and f"ti_id={tid}," in line and "state=deferred," in line
-            for line in text.splitlines()
-        )
+        return key in executor_exits_received(c, dag_id, run_id)
 
     _wait_until(seen, timeout, f"the scheduler to process the deferral of {dag_id}/{run_id}/{task_id}")
-    return tid
+    return str(ti["id"])
 
 
 def _proc_table() -> dict[int, tuple[int, str, str]]:

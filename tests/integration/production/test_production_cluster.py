@@ -24,7 +24,6 @@ timing thresholds in assertions.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import threading
 import time
@@ -42,6 +41,7 @@ from tests.integration.provider_support import (
     MONID_TRIGGER,
     ClusterEmulator,
     TriggerRowReader,
+    executor_exits_received,
     wait_deferral_processed,
     wait_emulator_request,
 )
@@ -86,7 +86,7 @@ def _deferred_and_polled(c: ProductionCluster, emu: ClusterEmulator, run: str, c
         tis = _mapped(c, run)
         if len(tis) != count or any(t["state"] != "deferred" for t in tis):
             return None
-        if not {t["id"] for t in tis} <= _deferrals_processed(c):
+        if not {("run", t["map_index"], t["try_number"]) for t in tis} <= executor_exits_received(c, FANOUT, run):
             return None
         rows = c.sql(
             "SELECT ti.map_index, t.triggerer_id FROM task_instance ti JOIN trigger t ON ti.trigger_id = t.id"
@@ -111,17 +111,6 @@ def _all_read_since(emu: ClusterEmulator, run_ids: set[str], since: float) -> bo
     if any(r.path == "/v1/runs" for r in reads):
         return True
     return run_ids <= {r.path.rsplit("/", 1)[1] for r in reads if r.path.startswith("/v1/runs/")}
-
-
-def _deferrals_processed(c: ProductionCluster) -> set[str]:
-    """TI ids whose deferral the scheduler has processed (``TaskInstance Finished: ... state=deferred``)."""
-    lines = c.log_path("scheduler").read_text(errors="replace").splitlines()
-    found = (
-        re.search(r"ti_id=([0-9a-f-]+),", ln)
-        for ln in lines
-        if "TaskInstance Finished:" in ln and "state=deferred," in ln
-    )
-    return {m.group(1) for m in found if m}
 
 
 def _states(c: ProductionCluster, run: str) -> Counter:
