@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from airflow_monid import _preflight
 from airflow_monid._exactly_once import LEDGER_KEY
-from airflow_monid.exceptions import PermanentError
+from airflow_monid.exceptions import CostLimitError, InputSchemaError, PermanentError, TransientAPIError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.operators.exa import LEDGER_KEY as EXA_LEDGER_KEY
@@ -566,3 +567,44 @@ def _monid_hash() -> str:
 
     text = json.dumps([*PDL, INPUT], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ----- Before paying: the cost guard and the input check (M20-M22) ----------------------------------
+
+
+def _guarded(**kwargs: Any) -> MonidRunOperator:
+    _preflight.clear_inspect_cache()
+    kwargs.setdefault("input", INPUT)
+    return MonidRunOperator(task_id="t", provider=PDL[0], endpoint=PDL[1], retries=3, share_inspect=False, **kwargs)
+
+
+def test_m20_a_price_above_max_cost_fails_without_retry_and_pays_nothing(connections: Emulator) -> None:
+    connections.monid.set_endpoint(*PDL, mode="sync")
+    with pytest.raises(CostLimitError) as info:
+        _guarded(max_cost=0.001).execute({"ti": TI(1, 3), "task_state_store": Store()})
+    assert isinstance(info.value, PermanentError)  # AirflowFailException: no retry is used
+    assert "max_cost=0.001" in str(info.value)
+    assert connections.count("POST", "/v1/run") == 0
+
+
+def test_m21_input_off_the_schema_fails_without_retry_and_pays_nothing(connections: Emulator) -> None:
+    connections.monid.set_endpoint(*PDL, mode="sync")
+    with pytest.raises(InputSchemaError) as info:
+        _guarded(input={"email": 5}, validate_input=True).execute({"ti": TI(1, 3), "task_state_store": Store()})
+    assert isinstance(info.value, PermanentError)
+    assert "email" in str(info.value) and "Nothing was paid" in str(info.value)
+    assert connections.count("POST", "/v1/run") == 0
+
+
+def test_m22_an_unreadable_price_fails_with_retry_and_the_retry_pays_once(connections: Emulator) -> None:
+    emu = connections
+    emu.monid.set_endpoint(*PDL, mode="sync", output={"full_name": "Jane"})
+    emu.add_fault("POST", r"/v1/inspect", status=503, times=None)
+    store = Store()
+    with pytest.raises(TransientAPIError) as info:
+        _guarded(max_cost=0.01).execute({"ti": TI(1, 3), "task_state_store": store})
+    assert not isinstance(info.value, PermanentError)  # Airflow retries the task
+    assert emu.count("POST", "/v1/inspect") >= 1 and emu.count("POST", "/v1/run") == 0
+    emu.clear_faults()
+    assert _guarded(max_cost=0.01).execute({"ti": TI(2, 3), "task_state_store": store}) == {"full_name": "Jane"}
+    assert emu.count("POST", "/v1/run") == 1
