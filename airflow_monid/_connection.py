@@ -122,5 +122,5 @@ def settings_from_connection(
         retry=retry,
         verify=verify,
         user_agent=USER_AGENT,
-        max_connections=int(_number(extras, conn_type, "max_connections", 20, conn_id)),
+        max_connections=max(1, int(_number(extras, conn_type, "max_connections", 20, conn_id))),  # never a 0 gate
     )

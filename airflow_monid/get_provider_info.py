@@ -14,6 +14,11 @@ _RETRY_FIELD = {
     "description": "Attempts for one read request, the first included (default 6).",
     "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 20},
 }
+_CONNECTIONS_FIELD = {
+    "label": "Max concurrent requests",
+    "description": "Requests in flight at once per process and event loop, e.g. one triggerer (default 20).",
+    "schema": {"type": ["integer", "null"], "minimum": 1},
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -71,6 +76,19 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "timeout": _TIMEOUT_FIELD,
                     "max_attempts": _RETRY_FIELD,
+                    "max_connections": _CONNECTIONS_FIELD,
+                    "batch_status_polling": {
+                        "label": "Shared status poller",
+                        "description": "Deferred runs of one triggerer read their status from shared "
+                        "GET /v1/runs pages (default true); false polls each run on its own.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "status_page_budget": {
+                        "label": "Status pages per cycle",
+                        "description": "GET /v1/runs pages (100 runs each) the shared poller reads per "
+                        "interval at most; older runs are read one by one (default 200).",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
                     "app_url": {
                         "label": "Monid app URL",
                         "description": "Base of the run links shown on tasks (default https://app.monid.ai).",
@@ -90,6 +108,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "timeout": _TIMEOUT_FIELD,
                     "max_attempts": _RETRY_FIELD,
+                    "max_connections": _CONNECTIONS_FIELD,
                     "search_monitors_path": {
                         "label": "Search monitors path",
                         "description": "API path of search monitors: /monitors (current) or /search-monitors.",

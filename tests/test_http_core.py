@@ -277,6 +277,7 @@ def test_extras_are_read_under_plain_and_prefixed_names(monkeypatch: pytest.Monk
         "extra__monid__backoff_max": 4,
         "extra__monid__app_url": "https://app.example/",
         "extra__monid__verify": "false",
+        "extra__monid__max_connections": "7",
     }
     hook = hook_from_json(monkeypatch, host="http://127.0.0.1:1", password=MONID_KEY, extra=extra)
     settings = hook.settings
@@ -284,8 +285,13 @@ def test_extras_are_read_under_plain_and_prefixed_names(monkeypatch: pytest.Monk
     assert settings.retry == RetryPolicy(
         max_attempts=2, max_elapsed=11.0, retry_after_cap=0.0, backoff_base=0.25, backoff_max=4.0
     )
-    assert settings.verify is False
+    assert settings.verify is False and settings.max_connections == 7
     assert hook.app_url() == "https://app.example"
+
+
+def test_a_fractional_max_connections_still_lets_one_request_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = hook_from_json(monkeypatch, host="http://127.0.0.1:1", password=MONID_KEY, extra={"max_connections": 0.5})
+    assert hook.settings.max_connections == 1  # a gate of 0 would wait forever
 
 
 def test_plain_extra_name_wins_over_prefixed_and_empty_values_fall_through() -> None:
@@ -299,12 +305,19 @@ def test_defaults_without_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     hook = hook_from_json(monkeypatch, host="http://127.0.0.1:1", password=MONID_KEY)
     assert hook.settings.retry == RetryPolicy()
     assert hook.settings.timeout.read == 30.0 and hook.settings.timeout.connect == 10.0
-    assert hook.settings.verify is True
+    assert hook.settings.verify is True and hook.settings.max_connections == 20
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("max_attempts", 0), ("timeout", -1), ("timeout", "soon"), ("backoff_max", "nan"), ("max_retry_seconds", "inf")],
+    [
+        ("max_attempts", 0),
+        ("max_connections", 0),
+        ("timeout", -1),
+        ("timeout", "soon"),
+        ("backoff_max", "nan"),
+        ("max_retry_seconds", "inf"),
+    ],
 )
 def test_bad_numeric_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> None:
     hook = hook_from_json(monkeypatch, host="http://127.0.0.1:1", password=MONID_KEY, extra={name: value})

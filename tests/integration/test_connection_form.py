@@ -63,11 +63,27 @@ def test_hook_meta_describes_the_monid_and_exa_forms(airflow_cluster: AirflowClu
         # no extra field holds a secret: the key lives only in the (masked, encrypted) password
         assert all(f["schema"].get("format") != "password" for f in extra.values())
 
-    assert set(monid["extra_fields"]) == {"timeout", "max_attempts", "app_url"}
+    assert set(monid["extra_fields"]) == {
+        "timeout",
+        "max_attempts",
+        "max_connections",
+        "batch_status_polling",
+        "status_page_budget",
+        "app_url",
+    }
+    polling = monid["extra_fields"]["batch_status_polling"]
+    assert polling["value"] is True and polling["schema"]["type"] == ["boolean", "null"]
+    assert monid["extra_fields"]["status_page_budget"]["schema"]["minimum"] == 1
     app_url = monid["extra_fields"]["app_url"]
     assert app_url["schema"] == {"type": ["string", "null"], "format": "url", "title": "Monid app URL"}
     assert "https://app.monid.ai" in app_url["description"]
-    assert set(exa["extra_fields"]) == {"timeout", "max_attempts", "search_monitors_path", "dashboard_url"}
+    assert set(exa["extra_fields"]) == {
+        "timeout",
+        "max_attempts",
+        "max_connections",
+        "search_monitors_path",
+        "dashboard_url",
+    }
     path = exa["extra_fields"]["search_monitors_path"]
     assert path["value"] == "/monitors"
     assert path["schema"]["enum"] == ["/monitors", "/search-monitors"] and path["schema"]["default"] == "/monitors"
@@ -136,7 +152,14 @@ def test_connection_form_in_the_browser(
         dlg,
         url_placeholder="https://api.monid.ai",
         key_placeholder="monid_live_...",
-        extras={"timeout": "Read timeout (s)", "max_attempts": "Max attempts per call", "app_url": "Monid app URL"},
+        extras={
+            "timeout": "Read timeout (s)",
+            "max_attempts": "Max attempts per call",
+            "max_connections": "Max concurrent requests",
+            "batch_status_polling": "Shared status poller",
+            "status_page_budget": "Status pages per cycle",
+            "app_url": "Monid app URL",
+        },
     )
     for name in ("timeout", "max_attempts", "app_url"):
         assert dlg.locator(f"[name='element_{name}']").is_visible(), name
@@ -177,6 +200,7 @@ def test_connection_form_in_the_browser(
     assert (stored["conn_type"], stored["host"], stored["port"], stored["password"]) == ("monid", emu.url, None, "***")
     extra = json.loads(stored["extra"])
     assert (extra["timeout"], extra["max_attempts"]) == (10, 3), extra
+    assert extra.get("batch_status_polling", True) is True  # the switch's default is the shared poller
     # the stored key is the one typed (GET masks it): test the stored connection as it is
     assert c.test_connection({"connection_id": "it_ui_monid", "conn_type": "monid"})["status"] is True
 
