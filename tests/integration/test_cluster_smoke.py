@@ -16,8 +16,9 @@ DAG_ID = "integration_smoke"
 @pytest.mark.integration
 def test_deferring_run_succeeds_and_xcom_reads_back(airflow_cluster: AirflowCluster) -> None:
     c = airflow_cluster
-    # long enough for trigger_rows() (a subprocess that imports Airflow: 3-8 s) to see the row
-    run_id = c.trigger_dag(DAG_ID, conf={"wait_seconds": 20})
+    # long enough for trigger_rows() (a subprocess that imports Airflow: 3-8 s, 20+ s on a loaded
+    # 2-core machine, where 20 s once let the trigger fire first) to see the row
+    run_id = c.trigger_dag(DAG_ID, conf={"wait_seconds": 45})
 
     assert c.wait_task_state(DAG_ID, run_id, "wait", ["deferred"], timeout=120) == "deferred"
     rows = c.trigger_rows()  # rows exist only while deferred
@@ -28,7 +29,7 @@ def test_deferring_run_succeeds_and_xcom_reads_back(airflow_cluster: AirflowClus
     assert c.wait_dag_run(DAG_ID, run_id, timeout=180) == "success", c.observed_states(DAG_ID, run_id)
     assert "deferred" in c.observed_states(DAG_ID, run_id)["wait"]
     assert c.task_states(DAG_ID, run_id) == {"wait": "success", "produce": "success"}
-    assert c.xcom(DAG_ID, run_id, "produce") == {"answer": 42, "run_id": run_id, "conf": {"wait_seconds": 20}}
+    assert c.xcom(DAG_ID, run_id, "produce") == {"answer": 42, "run_id": run_id, "conf": {"wait_seconds": 45}}
 
     # worker log + the triggerer's log for the same try, as files under AIRFLOW_HOME/logs
     files = [p.name for p in c.task_log_files(DAG_ID, run_id, "wait")]
