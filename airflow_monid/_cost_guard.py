@@ -18,6 +18,7 @@ from airflow_monid.exceptions import ConfigError, CostLimitError
 PER_CALL_TYPES = frozenset({"PER_CALL", "PER_REQUEST", "FLAT"})
 PER_RESULT_TYPES = frozenset({"PER_RESULT", "PER_ITEM", "PER_UNIT", "PER_RECORD"})
 _UNITS = {"MICRO_DOLLAR": 1e-6, "MICRODOLLAR": 1e-6, "CENT": 1e-2, "DOLLAR": 1.0}
+DEFAULT_CURRENCY = "USD"
 COMPOSITE_KEYS = frozenset({"body", "queryParams", "pathParams"})
 
 
@@ -33,13 +34,14 @@ class Price:
 
     type: str
     amount: float | None
-    currency: str | None
+    currency: str
     raw: Any
+    currency_given: bool = True
 
     @classmethod
     def parse(cls, price: Any) -> Price:
         if not isinstance(price, Mapping):
-            return cls("UNKNOWN", None, None, price)
+            return cls("UNKNOWN", None, DEFAULT_CURRENCY, price, currency_given=False)
         amount: Any = price.get("amount")
         currency = price.get("currency")
         if isinstance(amount, Mapping):  # newer answers: {"value": 0.0004, "currency": "USD"}
@@ -48,13 +50,16 @@ class Price:
         return cls(
             str(price.get("type") or "UNKNOWN").upper(),
             _number(amount),
-            str(currency).upper() if currency else None,
+            # Monid bills in dollars (wallet, ``cost``, ``billing`` units): a price that names no
+            # currency is taken as USD, so it can never pass a guard set in another currency.
+            str(currency).upper() if currency else DEFAULT_CURRENCY,
             price,
+            currency_given=bool(currency),
         )
 
     def describe(self) -> str:
         amount = "an amount that is not one number" if self.amount is None else f"{self.amount:g}"
-        return f"{self.type} {amount} {self.currency or '(no currency)'}"
+        return f"{self.type} {amount} {self.currency}" + ("" if self.currency_given else " (no currency given: USD)")
 
 
 def results_cap(payload: Mapping[str, Any], max_results: int | None, max_results_field: str | None) -> int | None:
@@ -93,7 +98,7 @@ def check_price(
     """The most this run can cost under ``price``; raises :class:`CostLimitError` when that exceeds
     ``max_cost`` or cannot be known (the task then fails before paying)."""
     head = f"{where}: price {price.describe()}"
-    if price.currency and price.currency != currency.upper():
+    if price.currency != currency.upper():
         raise CostLimitError(f"{head} is not in {currency.upper()}, the currency of max_cost={max_cost:g}.")
     if price.amount is None:
         raise CostLimitError(f"{head}: cannot check it against max_cost={max_cost:g} {currency}.")

@@ -3,8 +3,9 @@
 The inspect answer carries ``input = {body?, queryParams?, pathParams?}`` (one JSON Schema each,
 2026-07 spec) or, from older backends, one flat ``inputSchema``. The input sent to ``POST /v1/run``
 is either composite (its keys are among ``body``/``queryParams``/``pathParams``: each part is
-checked against its schema) or flat (the endpoint's parameters: checked against ``inputSchema``, or
-against the one part schema published, or against all parts' properties merged when several are).
+checked against its schema, or the parts merged against a flat ``inputSchema``) or flat (the
+endpoint's parameters: checked against ``inputSchema``, or against the one part schema published, or
+against all parts' properties merged when several are).
 """
 
 from __future__ import annotations
@@ -55,9 +56,18 @@ def _merged(schemas: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 def plan(payload: Mapping[str, Any], schemas: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
     """``(label, schema, instance)`` to check: how the input maps onto the published schemas."""
+    composite = bool(payload) and set(payload) <= COMPOSITE_KEYS
     if "" in schemas:
-        return [("", schemas[""], payload)]
-    if payload and set(payload) <= COMPOSITE_KEYS:
+        flat = schemas[""]
+        if composite and not set(flat.get("properties") or {}) & COMPOSITE_KEYS:
+            # An older backend describes the parameters flat; a composite input's parts together are
+            # those parameters. Parts that are not objects cannot be merged: no verdict then.
+            parts = [payload[p] for p in PARTS if p in payload]
+            if not all(isinstance(v, Mapping) for v in parts):
+                return []
+            return [("", flat, {k: v for part in parts for k, v in part.items()})]
+        return [("", flat, payload)]
+    if composite:
         return [(part, schema, payload.get(part, {})) for part, schema in schemas.items()]
     if len(schemas) == 1:
         return [("", next(iter(schemas.values())), payload)]
@@ -91,7 +101,11 @@ def check(payload: Mapping[str, Any], inspected: Mapping[str, Any]) -> tuple[lis
     problems: list[str] = []
     notes: list[str] = []
     checks = plan(payload, schemas)
-    if not checks:
+    if not checks and "" in schemas:
+        notes.append(
+            "the input's parts are not all objects, so they cannot be matched to the endpoint's flat inputSchema"
+        )
+    elif not checks:
         notes.append(
             f"a flat input cannot be matched to the endpoint's {'/'.join(schemas)} schemas; send the composite "
             "{body, queryParams, pathParams} shape to have it checked"

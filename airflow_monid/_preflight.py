@@ -5,12 +5,13 @@
 * per process, for :data:`INSPECT_TTL` seconds, keyed by (connection, base URL, provider, endpoint):
   every try runs in its own process on a real deployment, so this serves ``dag.test()`` and the
   tries of one process only;
-* shared between processes through one Airflow Variable per endpoint (``share_inspect=True``, the
-  default), with the time it was read: the tasks of a 10,000-way map then make one inspect call
-  (a few, when the first tasks start together) instead of 10,000. The answer holds only the public
-  catalog entry (price, schema); a Variable older than the TTL, for another URL, or unreadable is
-  ignored. Whoever may edit Variables could change the price the guard reads: the guard protects
-  against mistakes; Monid's workspace budgets and run caps are the control that cannot be bypassed.
+* shared between processes through one Airflow Variable per base URL and endpoint
+  (``share_inspect=True``, the default), with the time it was read: the tasks of a 10,000-way map
+  then make one inspect call (a few, when the first tasks start together) instead of 10,000. The
+  answer holds only the public catalog entry (price, schema); a Variable older than the TTL, for
+  another URL, or unreadable is ignored. Whoever may edit Variables could change the price the
+  guard reads: the guard protects against mistakes; Monid's workspace budgets and run caps are the
+  control that cannot be bypassed.
 """
 
 from __future__ import annotations

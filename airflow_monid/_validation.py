@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_monid.exceptions import ConfigError
@@ -32,6 +33,24 @@ def require_json_object(value: Any, name: str = "input") -> dict[str, Any]:
             f"{name} must be JSON-serialisable without NaN or infinity ({exc}); convert sets, bytes, "
             "dates and non-finite numbers before passing it."
         ) from None
+    return value
+
+
+def require_finite_numbers(value: Any, name: str = "input") -> Any:
+    """``value`` unchanged, unless it holds NaN or infinity anywhere.
+
+    Checked when the task is built: Airflow stores the rendered fields before ``execute()`` runs and
+    refuses a non-finite number there with a bare traceback, before our own check could speak.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{name} holds {item!r}, which JSON cannot carry; use None or a finite number.")
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return value
 
 

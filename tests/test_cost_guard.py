@@ -56,6 +56,15 @@ def test_per_call_price_against_max_cost() -> None:
         check_price(price, max_cost=1, currency="EUR", cap=None, where="w")
 
 
+def test_a_price_without_a_currency_is_taken_as_usd() -> None:
+    """Monid bills in dollars: a bare price passes a USD guard and never one set in another currency."""
+    price = Price.parse({"type": "PER_CALL", "amount": 0.003})
+    assert price.currency == "USD" and "no currency given: USD" in price.describe()
+    assert check_price(price, max_cost=0.01, currency="USD", cap=None, where="w") == 0.003
+    with pytest.raises(CostLimitError, match="not in EUR"):
+        check_price(price, max_cost=1, currency="EUR", cap=None, where="w")
+
+
 def test_per_result_price_needs_a_cap() -> None:
     price = Price.parse({"type": "PER_RESULT", "amount": {"value": 0.0004, "currency": "USD"}})
     with pytest.raises(CostLimitError, match=r"max_results=N, or max_results_field="):
@@ -123,6 +132,19 @@ def test_schemas_from_the_composite_and_the_flat_shapes() -> None:
     }
     assert published_schemas({"inputSchema": {"type": "object"}}) == {"": {"type": "object"}}
     assert published_schemas({"input": {}}) == {}
+
+
+def test_a_composite_input_against_an_older_flat_schema_is_checked_by_its_fields() -> None:
+    """An older backend publishes ``inputSchema`` flat; the composite parts together are the parameters."""
+    inspected = {"inputSchema": TWEETS_SCHEMA}
+    assert check({"body": {"searchTerms": ["airflow"], "maxItems": 4}}, inspected) == ([], [])
+    problems, _ = check({"body": {"maxItems": "ten"}, "queryParams": {}}, inspected)
+    assert problems == ["searchTerms: required, missing", "maxItems: 'ten' is not of type 'integer'"]
+    problems, notes = check({"body": ["not", "an", "object"]}, inspected)
+    assert problems == [] and "cannot be matched" in notes[0]
+    # a flat schema that itself has a "body" parameter: the input is that flat object
+    literal = {"type": "object", "properties": {"body": {"type": "string"}}, "required": ["body"]}
+    assert check({"body": 3}, {"inputSchema": literal})[0] == ["body: 3 is not of type 'string'"]
 
 
 def test_each_failing_field_is_named() -> None:

@@ -47,8 +47,8 @@ def _op(**kwargs: Any) -> MonidRunOperator:
         ({"input": '{"as": "a string"}'}, "input must be a JSON object"),
         ({"input": {"tags": {"a", "b"}}}, "JSON-serialisable"),
         ({"input": {"blob": b"bytes"}}, "JSON-serialisable"),
-        ({"input": {"x": math.nan}}, "without NaN or infinity"),
-        ({"input": {"x": math.inf}}, "without NaN or infinity"),
+        ({"input": {"x": math.nan}}, "JSON cannot carry"),
+        ({"input": {"x": math.inf}}, "JSON cannot carry"),
     ],
 )
 def test_bad_input_fails_before_any_request(connections: Emulator, kwargs: dict, fragment: str) -> None:
@@ -56,6 +56,14 @@ def test_bad_input_fails_before_any_request(connections: Emulator, kwargs: dict,
         _op(**kwargs).execute(_context())
     assert connections.count("POST", "/v1/run") == 0
     assert connections.requests() == []
+
+
+@pytest.mark.parametrize("value", [{"x": math.nan}, {"a": [1, {"b": (2, -math.inf)}]}])
+def test_a_non_finite_number_in_the_input_fails_when_the_task_is_built(value: dict) -> None:
+    """Airflow stores rendered fields before execute() and would refuse NaN there with a traceback."""
+    with pytest.raises(MonidConfigError, match="which JSON cannot carry"):
+        _op(input=value)
+    assert _op(input={"a": [1.5, {"b": "{{ ds }}"}]}).input == {"a": [1.5, {"b": "{{ ds }}"}]}
 
 
 @pytest.mark.parametrize("name", ["poll_interval", "timeout"])

@@ -16,6 +16,7 @@ from airflow_monid._outcome import apply_outcome, is_reusable
 from airflow_monid._preflight import before_paying, require_options, with_cost
 from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
 from airflow_monid._validation import (
+    require_finite_numbers,
     require_json_object,
     require_positive,
     require_statuses,
@@ -108,7 +109,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         super().__init__(**kwargs)
         self.provider = provider
         self.endpoint = endpoint
-        self.input = {} if input is None else input
+        self.input = {} if input is None else require_finite_numbers(input)
         self.monid_conn_id = monid_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
