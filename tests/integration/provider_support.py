@@ -124,10 +124,6 @@ class ClusterEmulator(Emulator):
 
 
 # ---------------------------------------------------------------------------- cluster events
-def ti_id(c: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> str:
-    return str(c.task_instance(dag_id, run_id, task_id)["id"])
-
-
 _EXECUTOR_EXIT = re.compile(
     r"Received executor event with state (?:success|failed) for task instance TaskInstanceKey\("
     r"dag_id='(?P<dag>[^']*)', task_id='(?P<task>[^']*)', run_id='(?P<run>[^']*)', "
