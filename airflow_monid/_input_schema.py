@@ -81,8 +81,40 @@ def _field(label: str, path: Any) -> str:
     return ".".join(parts).replace(".[", "[") or "(the input)"
 
 
+def _alternatives(label: str, error: jsonschema.ValidationError) -> list[str] | None:
+    """``anyOf``/``oneOf`` that no alternative satisfies: what each alternative would need.
+
+    ``None`` when the error carries no per-alternative detail (``oneOf`` matched more than one).
+    """
+    by_branch: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context or ():
+        if sub.relative_schema_path and isinstance(sub.relative_schema_path[0], int):
+            by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    if not by_branch:
+        return None
+    where = _field(label, list(error.absolute_path))
+    missing: list[str] = []
+    for subs in by_branch.values():
+        if not all(s.validator == "required" and isinstance(s.instance, Mapping) for s in subs):
+            missing = []
+            break
+        names = [n for s in subs for n in s.validator_value if n not in s.instance]
+        missing.append(" and ".join(names))
+    if missing and all(missing):
+        return [f"{where}: needs one of: {', '.join(missing)}"]
+    options = [
+        f"({i}) " + "; ".join(p for s in subs for p in _describe(label, s))
+        for i, subs in enumerate(by_branch.values(), 1)
+    ]
+    return [f"{where}: matches none of the {len(options)} allowed forms: {' or '.join(options)}"]
+
+
 def _describe(label: str, error: jsonschema.ValidationError) -> list[str]:
     where = list(error.absolute_path)
+    if error.validator in ("anyOf", "oneOf"):
+        alternatives = _alternatives(label, error)
+        if alternatives is not None:
+            return alternatives
     if error.validator == "required" and isinstance(error.instance, Mapping):
         missing = [r for r in error.validator_value if r not in error.instance]
         return [f"{_field(label, [*where, name])}: required, missing" for name in missing] or [error.message]

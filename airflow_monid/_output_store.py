@@ -22,6 +22,11 @@ log = logging.getLogger("airflow_monid.output_store")
 PLACEHOLDERS = {"Monid": "{monid_run_id}", "Exa": "{exa_run_id}"}
 
 
+def no_data() -> dict[str, Any]:
+    """What a task returns for a run with no data: ``{}``, a value Airflow stores (``None`` it does not)."""
+    return {}
+
+
 class OutputWriteError(ProviderError):
     """Writing ``output_path`` failed. Retryable: the run is kept, so the retry writes it again without paying."""
 
@@ -137,13 +142,16 @@ class OutputStore:
     def _deliver(self, run_id: str, data: Any, lineage_name: str | None = None) -> Any:
         """The task's return value: ``data``, or the URL it was written to when ``output_path`` is set.
 
-        An Exa task returns the run's JSON but writes the run's ``output`` (:func:`exa_output`).
+        An Exa task returns the run's JSON but writes the run's ``output`` (:func:`exa_output`). No data
+        (an allowed provider status, a ``null`` output) returns ``{}`` (:func:`no_data`), never ``None``: Airflow
+        stores no XCom for ``None``, and a mapped task's collected results would then shift against
+        their inputs (README "XCom contract").
         """
         self.delivered_run_id = run_id
         if lineage_name:
             self.lineage_name = lineage_name
         if not self.output_path:
-            return data
+            return no_data() if data is None else data
         url = resolve(self.output_path, self.output_api, run_id)
         written = exa_output(data) if self.output_api == "Exa" else data
         write_output(url, written, f"{self.output_api} run {run_id}")

@@ -25,7 +25,8 @@ from typing import Any
 
 from airflow_monid._cost_guard import Price, actual_cost, check_price, results_cap
 from airflow_monid._input_schema import check, message
-from airflow_monid.exceptions import InputSchemaError, ProviderError
+from airflow_monid._validation import require_amount
+from airflow_monid.exceptions import InputSchemaError, PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 
 INSPECT_TTL = 600.0
@@ -125,7 +126,7 @@ def before_paying(
         if max_cost is None and validate_input == "warn":
             log.warning("%s: could not read the endpoint's schema (%s); the input was not checked.", where, exc)
             return None
-        raise
+        raise _unchecked(exc, where, max_cost is not None) from exc.__cause__
     if validate_input:
         problems, notes = check(payload, inspected)
         for note in notes:
@@ -145,6 +146,25 @@ def before_paying(
         "%s: price %s; this run costs at most %g %s (max_cost %g).", where, price.describe(), bound, currency, max_cost
     )
     return bound
+
+
+def _unchecked(exc: ProviderError, where: str, guarded: bool) -> ProviderError:
+    """``exc`` (same type: it decides the retry) with a message that says which check could not run,
+    that nothing was paid, and what to do."""
+    what = "the cost guard (max_cost) could not read the price"
+    if not guarded:
+        what = "validate_input could not read the endpoint's input schema"
+    if isinstance(exc, PermanentError):
+        todo = "Check the provider and endpoint (MonidHook.discover() lists them) and the connection."
+    else:
+        todo = "Airflow retries the task if it has retries left."
+    opt_out = "remove max_cost" if guarded else "set validate_input=False or 'warn'"
+    # The exception keeps its type (retry or not is decided by it); only its text gains the context.
+    exc.args = (
+        f"{where}: {what} (POST /v1/inspect failed: {exc}). Nothing was paid. {todo} "
+        f"To pay without this check, {opt_out}.",
+    )
+    return exc
 
 
 def with_cost(summary: dict[str, Any], max_cost: float | None, currency: str, log: Any) -> dict[str, Any]:
@@ -167,27 +187,28 @@ def with_cost(summary: dict[str, Any], max_cost: float | None, currency: str, lo
 
 
 def require_options(
-    max_cost: Any, currency: Any, max_results: Any, max_results_field: Any, validate_input: Any
-) -> tuple[float | None, str, int | None, str | None, bool | str]:
-    """The guard's arguments, checked when the task is built (a typo fails the DAG, not a paid run)."""
+    max_cost: Any,
+    currency: Any,
+    max_results: Any,
+    max_results_field: Any,
+    validate_input: Any,
+    *,
+    rendered: bool = False,
+) -> tuple[Any, str, Any, str | None, bool | str]:
+    """The guard's arguments, checked when the task is built (a typo fails the DAG, not a paid run),
+    and again with ``rendered=True`` once templates are rendered, before anything is paid.
+
+    ``max_cost`` and ``max_results`` may be Jinja templates until rendered; NaN, infinity, booleans
+    and text that is no number never pass (a comparison with NaN is always false: the guard would be off).
+    """
     from airflow_monid.exceptions import ConfigError
 
-    if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, int | float) or max_cost < 0):
-        raise ConfigError(f"max_cost must be a number >= 0 in the price's currency, or None; got {max_cost!r}.")
+    max_cost = require_amount(max_cost, "max_cost", rendered=rendered)
+    max_results = require_amount(max_results, "max_results", whole=True, rendered=rendered)
     if not isinstance(currency, str) or not currency.strip():
         raise ConfigError(f"max_cost_currency must be a currency code such as 'USD', got {currency!r}.")
-    if max_results is not None and (
-        isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 0
-    ):
-        raise ConfigError(f"max_results must be a whole number >= 0, or None; got {max_results!r}.")
     if max_results_field is not None and (not isinstance(max_results_field, str) or not max_results_field.strip()):
         raise ConfigError(f"max_results_field must name an input field (e.g. 'maxItems'), got {max_results_field!r}.")
     if validate_input not in (True, False, "warn"):
         raise ConfigError(f"validate_input must be True, False or 'warn', got {validate_input!r}.")
-    return (
-        None if max_cost is None else float(max_cost),
-        currency.strip().upper(),
-        max_results,
-        max_results_field,
-        validate_input,
-    )
+    return max_cost, currency.strip().upper(), max_results, max_results_field, validate_input

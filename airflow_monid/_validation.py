@@ -12,8 +12,55 @@ from airflow_monid.exceptions import ConfigError
 
 def require_text(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty string, got {value!r}.")
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}. Nothing was sent to the API.")
     return value
+
+
+def require_text_when_built(value: Any, name: str) -> Any:
+    """``value`` unchanged unless it is a string that is empty (or only spaces) already when the task
+    is built; templates and XComArgs are checked again after rendering (:func:`require_text`)."""
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}.")
+    if value is None:
+        raise ConfigError(f"{name} is required, got None.")
+    return value
+
+
+def is_template(value: Any) -> bool:
+    """A string Jinja will render (checked again after rendering, before anything is paid)."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def require_amount(value: Any, name: str, *, whole: bool = False, rendered: bool = True) -> Any:
+    """A money or count bound: ``None``, or a finite number >= 0 (a whole one when ``whole``).
+
+    Before rendering (``rendered=False``) a Jinja template is kept as it is; after rendering, a string
+    (what Jinja gives unless the DAG renders native objects) is read as a number. NaN, infinity, a
+    boolean, an empty string or text that is no number never pass: a guard that compares against NaN
+    is off.
+    """
+    kind = "a whole number >= 0" if whole else "a finite number >= 0"
+    if value is None:
+        return None
+    if not rendered and is_template(value):
+        return value
+    number: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text) if whole and text.lstrip("+").isdigit() else float(text)
+        except ValueError:
+            number = None
+    where = "rendered to" if rendered and isinstance(value, str) else "got"
+    ok = not isinstance(number, bool) and isinstance(number, int | float) and math.isfinite(number) and number >= 0
+    if ok and whole and not float(number).is_integer():
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{name} must be {kind} or None; it {where} {value!r}. Nothing was sent to the API; fix the value "
+            "(a template must render to a number, e.g. '{{ params.budget }}' with a numeric param)."
+        )
+    return int(number) if whole else float(number)
 
 
 def require_positive(value: Any, name: str) -> float:
@@ -55,15 +102,17 @@ def require_finite_numbers(value: Any, name: str = "input") -> Any:
 
 
 def require_statuses(value: Any, name: str = "allowed_provider_statuses") -> tuple[int, ...]:
-    if isinstance(value, int | str):
+    """HTTP status codes as integers: a string (``"404"``, ``["404"]``) is refused, not converted,
+    so a typo like ``"4O4"`` or a list of strings from a template cannot quietly change the outcome."""
+    if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
-    try:
-        statuses = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a list of HTTP status codes, got {value!r}.") from None
-    if any(not 100 <= s <= 599 for s in statuses):
-        raise ConfigError(f"{name} must hold HTTP status codes between 100 and 599, got {value!r}.")
-    return statuses
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigError(f"{name} must be a list of HTTP status codes as integers, e.g. [404]; got {value!r}.")
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 100 <= v <= 599 for v in value):
+        raise ConfigError(
+            f"{name} must hold HTTP status codes as integers between 100 and 599, e.g. [404]; got {value!r}."
+        )
+    return tuple(sorted(set(value)))
 
 
 def _short(value: Any) -> str:

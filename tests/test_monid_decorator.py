@@ -192,3 +192,34 @@ def test_input_is_the_functions_job() -> None:
             return {}
 
         enrich()
+
+
+def test_mapped_results_stay_aligned_with_their_inputs_when_one_has_no_match(dag_env: Emulator) -> None:
+    """Issue 19 (row M26): a no-match in the middle of a mapped enrichment returns {}, which Airflow
+    stores, so the collected results pair each input with its own record (decorator and operator)."""
+    dr = _run("monid_mapped_no_match")
+    assert dr.state == "success", task_states(dr.dag_id, dr.run_id)
+    values = xcoms(dr.dag_id, dr.run_id)
+    expected = [
+        ["ana@example.com", "ana@example.com"],
+        ["nobody@nomatch.example", None],
+        ["bo@example.com", "bo@example.com"],
+    ]
+    assert values[("pair_decorator", "return_value", -1)] == expected
+    assert values[("pair_operator", "return_value", -1)] == expected
+    for task_id in ("enrich", "enrich_operator"):
+        assert values[(task_id, "return_value", 1)] == {}  # stored, not missing
+    assert dag_env.count("POST", "/v1/run") == 6  # one paid run per map index of each task, no more
+
+
+@pytest.mark.parametrize(
+    ("budget", "paid"),
+    [(None, 1), (0.001, 0), ("nan", 0), ("inf", 0), ("ten cents", 0)],
+)
+def test_max_cost_from_a_dag_param_is_checked_after_rendering(dag_env: Emulator, budget: object, paid: int) -> None:
+    """Issue 19 (row M24): max_cost="{{ params.budget }}" is rendered, read as a number, and a budget
+    below the price, NaN, infinity or text refuses the run before anything is paid."""
+    dag = load_dag(DAGS, "monid_templated_budget")
+    dr = dag.test() if budget is None else dag.test(run_conf={"budget": budget})
+    assert dag_env.count("POST", "/v1/run") == paid
+    assert task_states(dr.dag_id, dr.run_id)[("enrich", -1)] == ("success" if paid else "failed")

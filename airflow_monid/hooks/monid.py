@@ -59,6 +59,17 @@ class MonidHook(ApiHook):
     (default ``https://api.monid.ai``). Extras: ``timeout``, ``connect_timeout``, ``max_attempts``,
     ``max_retry_seconds``, ``retry_after_cap``, ``backoff_base``, ``backoff_max``, ``app_url``.
 
+    Free calls (no money spent): :meth:`discover`, :meth:`inspect`, :meth:`get_wallet_balance`,
+    :meth:`get_run`, :meth:`list_runs`, :meth:`iter_runs`, :meth:`stop_run`. Paid:
+    :meth:`submit_run`. Planning a budget before a large map::
+
+        hook = MonidHook()
+        found = hook.discover("person enrichment by email", limit=3)
+        for entry in found["results"]:
+            print(entry["provider"], entry["endpoint"], entry["price"])
+        price = hook.inspect("pdl", "/person/enrich")["price"]  # {"type": "PER_CALL", "amount": {...}}
+        balance = hook.get_wallet_balance()["balance"]  # {"value": 25.0, "currency": "USD"}
+
     :param monid_conn_id: Airflow connection id of type ``monid``.
     """
 
@@ -114,19 +125,41 @@ class MonidHook(ApiHook):
         return self._call(self._submit_call(provider, endpoint, input))
 
     def get_run(self, run_id: str) -> MonidRun:
+        """``GET /v1/runs/{run_id}`` (free): the run as a typed :class:`~airflow_monid.models.monid.MonidRun`.
+
+        ``run.status`` is the status vocabulary, ``run.output`` the data once ``COMPLETED``, and
+        ``run.provider_response.http_status`` tells whether the provider's answer was good.
+
+        :param run_id: the Monid run id (``runId``).
+        """
         return self._call(self._get_run_call(run_id))
 
     def stop_run(self, run_id: str) -> dict[str, Any] | None:
-        """Ask Monid to stop a run; ``None`` when it was already terminal (409)."""
+        """``POST /v1/runs/{run_id}/stop``: ask Monid to stop a run (nothing more is spent on it).
+
+        :param run_id: the Monid run id.
+        :return: the API's answer, or ``None`` when the run was already terminal (409).
+        """
         return self._call(self._stop_call(run_id))
 
     def list_runs(self, limit: int = 10, cursor: str | None = None) -> MonidRunPage:
-        """One page of runs, newest first."""
+        """``GET /v1/runs`` (free): one page of runs, newest first, each with its status and cost::
+
+            page = MonidHook().list_runs(limit=50)
+            for run in page.items:
+                print(run.run_id, run.status, run.summary().get("cost"))  # cost: {"value", "currency"}
+            older = MonidHook().list_runs(limit=50, cursor=page.cursor) if page.cursor else None
+
+        :param limit: runs per page, 1 to 100.
+        :param cursor: the previous page's ``cursor`` (``None`` for the newest page).
+        """
         return self._call(self._list_call(limit, cursor))
 
     def iter_runs(self, page_size: int = 100, max_items: int | None = None) -> Iterator[MonidRun]:
         """All runs, newest first, following the cursor until it is null, empty or absent.
 
+        :param page_size: runs per ``GET /v1/runs`` page, 1 to 100.
+        :param max_items: stop after this many runs (``None``: every run of the workspace).
         :raises PaginationLoopError: when the API repeats a cursor (after the pages already yielded).
         """
         seen: set[str] = set()
@@ -150,10 +183,33 @@ class MonidHook(ApiHook):
             cursor = page.cursor
 
     def discover(self, query: str, limit: int = 5) -> dict[str, Any]:
+        """``POST /v1/discover`` (free): search the endpoint catalog in plain words.
+
+        Returns ``{"query", "count", "results": [{"provider", "endpoint", "description", "price", ...}]}``;
+        ``price`` is ``{"type": "PER_CALL" | "PER_RESULT" | ..., "amount": {"value", "currency"}}``.
+
+        :param query: what the data should be, e.g. ``"company headcount"`` (1 to 1000 characters).
+        :param limit: the most results (the server caps it).
+        """
         require_text(query, "query")
         return self._call(Call(ApiRequest("POST", "/v1/discover", json={"query": query, "limit": limit}), _json))
 
     def inspect(self, provider: str, endpoint: str) -> dict[str, Any]:
+        """``POST /v1/inspect`` (free): one endpoint's price and input schema.
+
+        What ``max_cost`` and ``validate_input`` read before paying (they cache it, README "What is
+        cached"). Returns ``price`` (as in :meth:`discover`) and ``input`` =
+        ``{body?, queryParams?, pathParams?}`` (one JSON Schema each; older backends answer a flat
+        ``inputSchema``)::
+
+            answer = MonidHook().inspect("apify", "/apidojo/tweet-scraper")
+            answer["price"]  # {"type": "PER_RESULT", "amount": {"value": 0.0004, "currency": "USD"}}
+            answer["input"]["body"]["required"]  # ["searchTerms"]
+
+        :param provider: provider slug, e.g. ``pdl``.
+        :param endpoint: endpoint path, e.g. ``/person/enrich``.
+        :raises PermanentAPIError: 404 when the provider has no such endpoint.
+        """
         body = {
             "provider": require_text(provider, "provider"),
             "endpoint": require_text(endpoint, "endpoint"),
@@ -161,6 +217,11 @@ class MonidHook(ApiHook):
         return self._call(Call(ApiRequest("POST", "/v1/inspect", json=body), _json))
 
     def get_wallet_balance(self) -> dict[str, Any]:
+        """``GET /v1/wallet/balance`` (free): ``{"balance": {"value", "currency"}, "held": {...}}`` in dollars.
+
+        ``balance`` is what can still be spent (live minus ``held``, the amount reserved for runs in
+        flight) and may be negative. A wallet that is still provisioning answers 503 (retried).
+        """
         return self._call(Call(ApiRequest("GET", "/v1/wallet/balance"), _json))
 
     def app_url(self) -> str:

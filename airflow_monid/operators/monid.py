@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, BaseOperatorLink, XCom, conf
+from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
 from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import MonidLineage
+from airflow_monid._links import TaskStateLink
 from airflow_monid._outcome import apply_outcome, is_reusable
 from airflow_monid._preflight import before_paying, require_options, with_cost
 from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
@@ -21,6 +23,7 @@ from airflow_monid._validation import (
     require_positive,
     require_statuses,
     require_text,
+    require_text_when_built,
 )
 from airflow_monid.exceptions import PermanentAPIError, ProviderError, RunError, UnclearRequestError
 from airflow_monid.hooks.monid import MonidHook
@@ -28,18 +31,15 @@ from airflow_monid.models.monid import MonidRun
 from airflow_monid.triggers.monid import MonidRunTrigger
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context, TaskInstanceKey
+    from airflow.providers.common.compat.sdk import Context
     from airflow.triggers.base import BaseTrigger
 
 
-class MonidRunLink(BaseOperatorLink):
+class MonidRunLink(TaskStateLink):
     """Link to the run in the Monid app (URL form not documented by Monid: unverified)."""
 
     name = "Monid Run"
-
-    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        # In Airflow 3 the worker stores links as XCom; the API server imports no provider code.
-        return XCom.get_value(key="run_url", ti_key=ti_key) or ""
+    attribute = "run_url"
 
 
 class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
@@ -78,7 +78,15 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
     :param share_inspect: share the inspect answer between tasks through an Airflow Variable (10 min).
     """
 
-    template_fields: Sequence[str] = ("provider", "endpoint", "input", "monid_conn_id", "output_path")
+    template_fields: Sequence[str] = (
+        "provider",
+        "endpoint",
+        "input",
+        "monid_conn_id",
+        "output_path",
+        "max_cost",
+        "max_results",
+    )
     template_fields_renderers = {"input": "json"}
     operator_extra_links = (MonidRunLink(),)
     ui_color = "#e8f0ff"
@@ -102,13 +110,13 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         max_cost_currency: str = "USD",
         max_results: int | None = None,
         max_results_field: str | None = None,
-        validate_input: bool | str = False,
+        validate_input: bool | str = True,
         share_inspect: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.provider = provider
-        self.endpoint = endpoint
+        self.provider = require_text_when_built(provider, "provider")
+        self.endpoint = require_text_when_built(endpoint, "endpoint")
         self.input = {} if input is None else require_finite_numbers(input)
         self.monid_conn_id = monid_conn_id
         self.wait_for_completion = wait_for_completion
@@ -125,10 +133,12 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         self.share_inspect = share_inspect
         self.run_id: str | None = None
         self._created_at: str | float | None = None  # tells the shared status poller how far back to page
+        self.run_url: str | None = None  # the Monid Run link, once the run is known
         self._ti: Any = None  # for on_kill, which Airflow calls without a context
 
-    @property
+    @cached_property
     def hook(self) -> MonidHook:
+        """Built once per try (after templates are rendered): one connection lookup, not one per poll."""
         return MonidHook(self.monid_conn_id)
 
     def _ledger(self, context: Context) -> RunLedger:
@@ -157,6 +167,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
 
     def _seen(self, context: Context, run: MonidRun) -> None:
         self._created_at = run.created_at_value
+        self.run_url = f"{self.hook.app_url()}/runs/{run.run_id}"
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
         summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)
@@ -192,6 +203,10 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         provider = require_text(self.provider, "provider")
         endpoint = require_text(self.endpoint, "endpoint")
         payload = require_json_object(self.input)
+        # Templates are rendered now: the guard's bounds are checked again before anything is paid.
+        self.max_cost, _, self.max_results, _, _ = require_options(
+            self.max_cost, self.max_cost_currency, self.max_results, self.max_results_field, True, rendered=True
+        )
         hook = self.hook
         hook.settings  # noqa: B018 - a bad URL or missing key fails here, before any money is spent
         self._check_output_path(context)
@@ -203,7 +218,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         self.run_id = run.run_id
         self._seen(context, run)
         context["ti"].xcom_push(key="run_id", value=run.run_id)
-        context["ti"].xcom_push(key="run_url", value=f"{hook.app_url()}/runs/{run.run_id}")
+        context["ti"].xcom_push(key="run_url", value=self.run_url)
         if not self.wait_for_completion:
             # The run id is what this task delivers: a clear later pays for a new run, a retry reuses it.
             ledger.mark_delivered()

@@ -124,3 +124,40 @@ with DAG("monid_decorator_guards", schedule=None, start_date=START, catchup=Fals
 globals()[dag.dag_id] = dag
 
 del dag
+
+# Issue 19: a mapped enrichment with a no-match in the middle. The downstream task pairs each input with
+# its result; a no-match must hold its own place (Airflow stores no XCom for None, which would shift the
+# collected list). Both the decorator and MonidRunOperator.partial().expand().
+PEOPLE = ["ana@example.com", "nobody@nomatch.example", "bo@example.com"]
+PERSON = {"provider": "pdl", "endpoint": "/person/enrich"}
+
+with DAG("monid_mapped_no_match", schedule=None, start_date=START, catchup=False) as monid_mapped_no_match:
+    from airflow_monid.operators.monid import MonidRunOperator
+
+    @task
+    def people() -> list[str]:
+        return PEOPLE
+
+    @task.monid(**PERSON, allowed_provider_statuses=[404], max_cost=0.01)
+    def enrich(email: str) -> dict:
+        return {"email": email}
+
+    @task
+    def pair(emails: list[str], records: list) -> list[list]:
+        records = list(records)
+        assert len(records) == len(emails), f"{len(records)} results for {len(emails)} inputs"
+        return [[email, (record or {}).get("work_email")] for email, record in zip(emails, records, strict=True)]
+
+    operator_results = MonidRunOperator.partial(
+        task_id="enrich_operator", **PERSON, allowed_provider_statuses=[404], max_cost=0.01
+    ).expand(input=[{"email": e} for e in PEOPLE])
+    pair.override(task_id="pair_decorator")(people(), enrich.expand(email=people()))
+    pair.override(task_id="pair_operator")(people(), operator_results.output)
+
+# Issue 19: max_cost from a DAG param, rendered and checked before paying.
+with DAG(
+    "monid_templated_budget", schedule=None, start_date=START, catchup=False, params={"budget": 0.01}
+) as monid_templated_budget:
+    from airflow_monid.operators.monid import MonidRunOperator
+
+    MonidRunOperator(task_id="enrich", **PERSON, input={"email": "ana@example.com"}, max_cost="{{ params.budget }}")
