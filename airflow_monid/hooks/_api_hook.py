@@ -117,7 +117,7 @@ class ApiHook(BaseHook):
     async def asettings(self) -> ApiSettings:
         """Request settings loaded without blocking the event loop (triggers, async sensors).
 
-        Shared by the hooks of one event loop and connection id for :data:`SETTINGS_TTL` seconds: in
+        Shared by the hooks of one event loop and connection id for ``SETTINGS_TTL`` (60) seconds: in
         a triggerer every lookup is a round trip through its supervisor to the API server, and
         10,000 triggers of one connection starting together would queue 10,000 of them (measured
         by benchmarks/triggerer_scale.py). A failed lookup is not kept.

@@ -24,7 +24,15 @@ _PAYLOAD_KEYS = ("monitor_id", "monitor_type", "run_id", "status")
 
 @dataclass(frozen=True)
 class ExaMonitorRunEvent:
-    """One monitor run named by a watcher event (Exa's own status and timestamp strings)."""
+    """One monitor run named by a watcher event (Exa's own status and timestamp strings).
+
+    :param monitor_id: the monitor's id.
+    :param monitor_type: ``search`` or ``websets``.
+    :param run_id: the run's id.
+    :param status: the run's terminal status as Exa wrote it (``completed``, ``failed``, ``cancelled``...).
+    :param created_at: when the run was created (Exa's ``createdAt``).
+    :param completed_at: when the run ended (``completedAt``; ``failedAt``/``cancelledAt`` for those).
+    """
 
     monitor_id: str
     monitor_type: str
