@@ -70,6 +70,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOpe
     :param exa_conn_id: connection of type ``exa``.
     :param search_monitors_path: ``/monitors`` or ``/search-monitors``; default from the connection.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param poke_interval: seconds between checks (default 60), also the trigger's poll interval.
     :param output_path: write the run's ``output`` (a Websets run, which has none: the run's JSON) to
         this ``ObjectStoragePath`` URL (templated; ``{exa_run_id}`` is replaced by the run id) and
         return the URL instead of the run's JSON.
