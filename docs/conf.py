@@ -27,7 +27,7 @@ from airflow_monid import __version__  # noqa: E402
 
 project = "airflow-provider-monid"
 author = "airflow-provider-monid contributors"
-copyright = "airflow-provider-monid contributors; Apache License 2.0"  # noqa: A001
+copyright = "airflow-provider-monid contributors; Apache License 2.0"
 version = release = __version__
 
 extensions = [
@@ -69,9 +69,12 @@ nitpick_ignore_regex = [
     (r"py:.*", _THIRD_PARTY + r"(\..*)?"),
     (r"py:.*", _STDLIB + r"(\..*)?"),
     # Type names as annotations write them without their module (``Context``, ``BaseOperator``...).
-    (r"py:class", r"(Context|TaskInstanceKey|BaseOperator|BaseSensorOperator|BaseTrigger|BaseEventTrigger|"
-     r"BaseHook|BaseOperatorLink|PokeReturnValue|TriggerEvent|Connection|ObjectStoragePath|Self|T|E|"
-     r"AsyncIterator|Iterator|Iterable|Mapping|Sequence|Callable|Awaitable|Logger)"),
+    (
+        r"py:class",
+        r"(Context|TaskInstanceKey|BaseOperator|BaseSensorOperator|BaseTrigger|BaseEventTrigger|"
+        r"BaseHook|BaseOperatorLink|PokeReturnValue|TriggerEvent|Connection|ObjectStoragePath|Self|T|E|"
+        r"AsyncIterator|Iterator|Iterable|Mapping|Sequence|Callable|Awaitable|Logger)",
+    ),
 ]
 
 # --- HTML ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Resolve short Python references in docstrings, and keep dataclass signatures parseable: ``:class:`MonidRunOperator``` from any module.
+"""Resolve short Python references in docstrings (``:class:`MonidRunOperator``` from any module), and keep
+dataclass signatures parseable.
 
 Docstrings name classes and methods the way a reader does (``MonidRunOperator``, ``ExaPage.runs``,
 ``reset`` inside the class that defines it). Sphinx resolves such a name only within the current
