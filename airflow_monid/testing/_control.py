@@ -1,6 +1,28 @@
 """HTTP control surface under /_emulator/ so out-of-process tests (e.g. an Airflow cluster) can script it.
 
 No auth, and never written to the request log: tests count API calls and must not see their own setup.
+Each route calls the Python method of the same name with the JSON body as keyword arguments (the
+reference is in ``docs/testing.md``)::
+
+    GET    /_emulator/health                  {"ok": true, "url": ...}
+    GET    /_emulator/requests                ?method=&path=&path_prefix=  -> emu.requests(...)
+    POST   /_emulator/reset                   emu.reset()
+    GET    /_emulator/runs                    emu.monid.runs()
+    GET    /_emulator/runs/{id}               emu.monid.get_run(id)
+    POST   /_emulator/runs/{id}/complete      emu.monid.complete_run(id, **body)
+    POST   /_emulator/runs/{id}/fail          emu.monid.fail_run(id, **body)
+    POST   /_emulator/runs/{id}/status        emu.monid.set_status(id, **body)
+    POST   /_emulator/monid/endpoints         emu.monid.set_endpoint(**body)
+    POST   /_emulator/monid/runs              emu.monid.add_run(**body)
+    POST   /_emulator/monid/settings          balance, held, last_page_cursor, cursor_loop, next_run_ids, budgets
+    GET    /_emulator/monid/charges           emu.monid.charges()
+    POST   /_emulator/faults                  emu.add_fault(**body)
+    DELETE /_emulator/faults                  emu.clear_faults()
+    POST   /_emulator/exa/monitors            emu.exa.add_monitor(**body)
+    POST   /_emulator/exa/runs                emu.exa.add_run(**body)
+    POST   /_emulator/exa/runs/finish         emu.exa.finish_run(**body)
+    POST   /_emulator/exa/settings            trigger_creates, trigger_response, trigger_polls_to_finish,
+                                              trigger_final_status, advance_on_list
 """
 
 from __future__ import annotations
@@ -13,8 +35,10 @@ from airflow_monid.testing._common import Reply, Req
 if TYPE_CHECKING:
     from airflow_monid.testing.emulator import Emulator
 
-_MONID_SETTINGS = frozenset({"balance", "held", "last_page_cursor", "cursor_loop", "next_run_ids"})
-_EXA_SETTINGS = frozenset({"trigger_creates", "trigger_response", "trigger_polls_to_finish", "trigger_final_status"})
+_MONID_SETTINGS = frozenset({"balance", "held", "last_page_cursor", "cursor_loop", "next_run_ids", "budgets"})
+_EXA_SETTINGS = frozenset(
+    {"trigger_creates", "trigger_response", "trigger_polls_to_finish", "trigger_final_status", "advance_on_list"}
+)
 
 
 def _ok(body: Any = None) -> Reply:
@@ -69,6 +93,8 @@ def _dispatch(emu: Emulator, method: str, parts: list[str], body: dict[str, Any]
         return _ok()
     if route == ("POST", "monid", "runs"):
         return _ok(emu.monid.add_run(**body))
+    if route == ("GET", "monid", "charges"):
+        return _ok(emu.monid.charges())
     if route == ("POST", "monid", "settings"):
         return _settings(emu.monid, _MONID_SETTINGS, body)
     if route == ("POST", "faults"):

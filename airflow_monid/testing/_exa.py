@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ class _Run:
     started: float | None = None
     ended: float | None = None
     polls: int = 0
+    # A listing that includes the run counts as one poll, as a GET of the run does.
+    advance_on_list: bool = False
+    # time.monotonic() at which the run finishes, whoever reads it (then polls do not count).
+    deadline: float | None = None
 
 
 @dataclass
@@ -100,7 +105,24 @@ def default_webhook(monitor_id: str) -> dict[str, Any]:
 
 
 class ExaState:
-    """State and HTTP behaviour of the Exa monitor APIs. All mutation happens under the emulator's lock."""
+    """State and HTTP behaviour of the Exa monitor APIs (``Emulator.exa``).
+
+    All mutation happens under the emulator's lock. Search monitors are served under ``/monitors``
+    and the older ``/search-monitors``; Websets monitors under ``/websets/v0/monitors``.
+
+    Settings (plain attributes, also set by ``POST /_emulator/exa/settings``):
+
+    * ``advance_on_list`` (``False``): the default of :meth:`add_run`'s ``advance_on_list``, and
+      whether runs created by ``POST /monitors/{id}/trigger`` advance when listed;
+    * ``trigger_creates`` (``True``): a trigger call creates a run;
+    * ``trigger_response`` (``None``: ``{"triggered": true}``): the trigger call's answer;
+    * ``trigger_polls_to_finish`` (1) and ``trigger_final_status`` (``completed``): how a
+      triggered run ends.
+
+    :param lock: the emulator's lock, shared with the Monid state and the request log.
+    :param api_key: the key ``x-api-key`` (or ``Authorization: Bearer``) must carry; ``None``
+        accepts any non-empty key.
+    """
 
     def __init__(self, lock: threading.RLock, api_key: str | None) -> None:
         self._lock = lock
@@ -115,6 +137,7 @@ class ExaState:
             self.trigger_response: dict[str, Any] | None = None
             self.trigger_polls_to_finish: int | None = 1
             self.trigger_final_status = "completed"
+            self.advance_on_list = False
 
     # ----- scripting API -----------------------------------------------------------------------------
 
@@ -128,8 +151,13 @@ class ExaState:
         webhook: Any = DEFAULT,
         webset_id: str | None = None,
     ) -> dict[str, Any]:
-        """Add a monitor.
+        """Add (or replace) a monitor; returns it as ``GET /monitors/{id}`` renders it.
 
+        :param monitor_id: the monitor's id, as DAGs name it (``monitor_id=``).
+        :param family: ``search`` (search monitors) or ``websets`` (Websets monitors).
+        :param status: default ``active`` (search) or ``enabled`` (Websets); ``paused`` or
+            ``disabled`` to test how a sensor or operator reacts.
+        :param name: the monitor's name (also its search query); default: the id.
         :param webhook: search monitors: the ``webhook`` object to return (default: an HTTPS URL and
             the two run events); ``None`` returns ``null``, which the official SDK rejects.
         :param webset_id: Websets monitors: the webset it belongs to (``GET /v0/monitors?websetId=``
@@ -167,29 +195,76 @@ class ExaState:
         fail_reason: str | None = None,
         output: Any = DEFAULT,
         run_type: str = "search",
+        advance_on_list: bool | None = None,
+        finish_after_seconds: float | None = None,
     ) -> dict[str, Any]:
+        """Add a run to a monitor; returns it as ``GET .../runs/{id}`` renders it (without advancing it).
+
+        A run that is not terminal advances when it is observed: by default each ``GET`` of the run
+        counts as one poll; it turns ``running`` on the first and ``final_status`` on the
+        ``polls_to_finish``-th. Listing the monitor's runs counts too with ``advance_on_list=True``
+        (what an ``ExaMonitorRunWatcher`` or a sensor selecting by time reads). With
+        ``finish_after_seconds`` it finishes that many seconds after this call instead, whoever
+        reads it and however often.
+
+        :param monitor_id: a monitor added with :meth:`add_monitor`.
+        :param run_id: default: a new id in Exa's format (Websets ids start ``mrun_``).
+        :param status: the initial status: default ``pending`` (search) or ``created`` (Websets);
+            a terminal one (``completed``, ``failed``, ``cancelled``/``canceled``) makes a finished
+            run that never changes.
+        :param created_at: ``createdAt``: a datetime (naive = UTC), an ISO 8601 string or epoch
+            seconds; default now. Runs are listed newest first by it.
+        :param polls_to_finish: observations until the run ends; ``None``: never on its own (end it
+            with :meth:`finish_run`).
+        :param final_status: the status it ends with: ``completed``, ``failed`` or ``cancelled``
+            (``canceled`` accepted; each family keeps its own spelling).
+        :param fail_reason: ``failReason`` (search; e.g. ``rate_limited``) or ``failedReason``
+            (Websets) of a failed run; default ``internal_error`` / a generic text.
+        :param output: a completed search run's ``output``; default two sample results with
+            content and grounding; ``None`` renders ``null``.
+        :param run_type: Websets runs' ``type`` (``search`` or ``refresh``).
+        :param advance_on_list: a listing that includes the run counts as a poll. Default: the
+            ``advance_on_list`` setting (``False``). A watcher records the runs already terminal
+            when it first lists as its starting point and never emits them, so give a run it must
+            see finish ``polls_to_finish=2`` or more.
+        :param finish_after_seconds: finish ``final_status`` this many seconds from now (wall
+            clock, checked whenever the run is read: GET, listing, :meth:`get_run`,
+            :meth:`runs`); the run reads ``running`` until then. Replaces ``polls_to_finish``.
+        """
+        if finish_after_seconds is not None and not (
+            isinstance(finish_after_seconds, (int, float)) and math.isfinite(finish_after_seconds)
+        ):
+            raise ValueError("finish_after_seconds must be a finite number of seconds")
         with self._lock:
             monitor = self._monitors.get(monitor_id)
             if monitor is None:
                 raise KeyError(f"unknown monitor {monitor_id!r}; call add_monitor first")
-            return self._view(
-                self._create_run(
-                    monitor,
-                    run_id,
-                    status,
-                    created_at,
-                    polls_to_finish,
-                    final_status,
-                    fail_reason,
-                    output,
-                    run_type,
-                ),
-                "monitors",
+            run = self._create_run(
+                monitor,
+                run_id,
+                status,
+                created_at,
+                None if finish_after_seconds is not None else polls_to_finish,
+                final_status,
+                fail_reason,
+                output,
+                run_type,
+                self.advance_on_list if advance_on_list is None else bool(advance_on_list),
             )
+            if finish_after_seconds is not None and run.ended is None:
+                run.deadline = time.monotonic() + max(0.0, float(finish_after_seconds))
+            return self._view(run, "monitors")
 
     def finish_run(
         self, monitor_id: str, run_id: str, status: str = "completed", fail_reason: str | None = None
     ) -> dict[str, Any]:
+        """End a run now (or force any status); it then stops advancing on its own.
+
+        :param monitor_id: the run's monitor.
+        :param run_id: the run.
+        :param status: ``completed``, ``failed``, ``cancelled``/``canceled``, or a non-terminal one.
+        :param fail_reason: the failure reason of a ``failed`` run.
+        """
         with self._lock:
             run = self._monitors[monitor_id].runs[run_id]
             if fail_reason is not None:
@@ -198,12 +273,26 @@ class ExaState:
             return self._view(run, "monitors")
 
     def get_run(self, monitor_id: str, run_id: str) -> dict[str, Any]:
+        """A run as ``GET /monitors/{id}/runs/{runId}`` renders it, without counting as a poll.
+
+        :param monitor_id: the run's monitor.
+        :param run_id: the run.
+        """
         with self._lock:
-            return self._view(self._monitors[monitor_id].runs[run_id], "monitors")
+            run = self._monitors[monitor_id].runs[run_id]
+            self._tick(run)
+            return self._view(run, "monitors")
 
     def runs(self, monitor_id: str) -> list[dict[str, Any]]:
+        """A monitor's runs, newest first, without counting as polls.
+
+        :param monitor_id: the monitor.
+        """
         with self._lock:
-            return [self._view(r, "monitors") for r in self._ordered(self._monitors[monitor_id])]
+            ordered = self._ordered(self._monitors[monitor_id])
+            for run in ordered:
+                self._tick(run)
+            return [self._view(r, "monitors") for r in ordered]
 
     # ----- lifecycle ---------------------------------------------------------------------------------
 
@@ -218,6 +307,7 @@ class ExaState:
         fail_reason: str | None,
         output: Any,
         run_type: str,
+        advance_on_list: bool = False,
     ) -> _Run:
         family = monitor.family
         self._seq += 1
@@ -238,6 +328,7 @@ class ExaState:
             output,
             run_type,
             updated=created,
+            advance_on_list=advance_on_list,
         )
         monitor.runs[run_id] = run
         if initial == "running":
@@ -250,6 +341,7 @@ class ExaState:
     def _finish(self, run: _Run, status: str, at: float | None = None) -> None:
         run.status = _norm(run.family, status)
         run.polls_to_finish = None  # settled: no further automatic transitions
+        run.deadline = None
         now = time.time() if at is None else at
         if run.status in ("completed", "failed", CANCELLED[run.family]):
             run.started = run.started or now
@@ -258,8 +350,21 @@ class ExaState:
             run.fail_reason = "internal_error" if run.family == "search" else "Emulated monitor run failure"
         run.updated = now
 
+    def _tick(self, run: _Run) -> None:
+        """Wall-clock completion (``finish_after_seconds``), evaluated lazily whenever the run is read."""
+        if run.deadline is None:
+            return
+        now = time.time()
+        if time.monotonic() >= run.deadline:
+            self._finish(run, run.final_status)
+        elif run.status != "running":
+            run.status, run.started, run.updated = "running", run.started or now, now
+
     def _poll(self, run: _Run) -> None:
         run.polls += 1
+        if run.deadline is not None:
+            self._tick(run)
+            return
         if run.polls_to_finish is None:
             return
         if run.polls >= run.polls_to_finish:
@@ -399,6 +504,14 @@ class ExaState:
                 maximum=100 if family == "search" else 200,
             )
             page, cursor = paginate(self._ordered(monitor), lambda r: r.id, req.query.get("cursor"), limit)
+            for listed in page:
+                # Runs scripted with advance_on_list count a listing as a poll (as the Monid list
+                # does), so a watcher or a sensor that only lists sees them finish; runs with
+                # finish_after_seconds finish by the clock, whoever reads them.
+                if listed.advance_on_list:
+                    self._poll(listed)
+                else:
+                    self._tick(listed)
             data = [self._view(r, prefix) for r in page]
             return Reply(200, {"data": data, "hasMore": cursor is not None, "nextCursor": cursor})
         run = monitor.runs.get(unquote(rest[1]))
@@ -438,6 +551,7 @@ class ExaState:
                 None,
                 DEFAULT,
                 "search",
+                self.advance_on_list,
             )
         return Reply(200, body)
 

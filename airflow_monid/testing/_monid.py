@@ -52,7 +52,23 @@ class _Run:
 
 
 class MonidState:
-    """State and HTTP behaviour of the Monid API. All mutation happens under the emulator's lock."""
+    """State and HTTP behaviour of the Monid API (``Emulator.monid``).
+
+    All mutation happens under the emulator's lock. The default catalog (restored by
+    :meth:`reset`) has three endpoints: ``apify /apidojo/tweet-scraper`` (async, finishes on the
+    second poll, three sample tweets, PER_RESULT $0.0004), ``pdl /person/enrich`` (sync; an email
+    ending ``@nomatch.example`` gets the provider's 404 "no match") and ``pdl /company/enrich``
+    (sync). Any other endpoint answers 404 until :meth:`set_endpoint` adds it.
+
+    Settings (plain attributes, also set by ``POST /_emulator/monid/settings``): ``balance`` and
+    ``held`` (the wallet, USD), ``last_page_cursor`` (``None``: the last page of ``GET /v1/runs``
+    carries ``"cursor": null``; ``"absent"``: no cursor key), ``cursor_loop`` (every page repeats
+    the cursor it was given), ``next_run_ids`` (ids the next submitted runs get, in order) and
+    ``unlisted`` (run ids ``GET /v1/runs`` leaves out).
+
+    :param lock: the emulator's lock, shared with the Exa state and the request log.
+    :param api_key: the key ``Authorization: Bearer`` must carry; ``None`` accepts any non-empty key.
+    """
 
     def __init__(self, lock: threading.RLock, api_key: str | None) -> None:
         self._lock = lock
@@ -70,6 +86,8 @@ class MonidState:
             self.cursor_loop = False
             self.next_run_ids: list[str] = []
             self.unlisted: set[str] = set()  # run ids GET /v1/runs leaves out (another project's runs)
+            # GET /v1/controls/workspace/budgets: None serves one monthly USD 100 budget; [] none.
+            self.budgets: list[dict[str, Any]] | None = None
 
     # ----- scripting API -----------------------------------------------------------------------------
 
@@ -94,13 +112,39 @@ class MonidState:
         input_schema: Any = DEFAULT,
         schema_style: str | None = None,
     ) -> None:
-        """Add or replace a catalog endpoint.
+        """Add or replace a catalog endpoint: how the runs submitted to it from now on behave.
 
         ``mode``, ``price`` and ``description`` default to the existing entry's values (a new endpoint:
         async, PER_CALL $0.003), so re-scripting ``pdl /person/enrich`` keeps it synchronous. ``delay``
         switches completion from poll-counting to wall-clock time. ``input_schema`` (``None``: none
         published) and ``schema_style`` (``composite``: ``input.body``; ``flat``: ``inputSchema``) are
         what ``POST /v1/inspect`` serves; they default to the existing entry's too.
+
+        :param provider: e.g. ``apify``.
+        :param endpoint: e.g. ``/apidojo/tweet-scraper``.
+        :param mode: ``sync`` (``POST /v1/run`` answers 200 with the finished run) or ``async``
+            (202, then polled).
+        :param polls_to_finish: async runs: observations (a ``GET /v1/runs/{id}``, or a listing
+            that includes the run) until the run ends; ``None``: never on its own (end it with
+            :meth:`complete_run`, :meth:`fail_run` or :meth:`set_status`).
+        :param delay: async runs: end this many seconds after submission instead (wall clock).
+        :param final_status: the status runs end with (``COMPLETED``, ``FAILED``, ``TIMED_OUT``,
+            ``BLOCKED``, ``STOPPED``...), or a list walked one poll at a time
+            (``["RUNNING", "STOPPING", "STOPPED"]``).
+        :param provider_status: ``providerResponse.httpStatus`` of a completed run; not 2xx means
+            the provider failed (with ``providerResponse.error``) and nothing is charged.
+        :param output: the run's ``output``; default: the endpoint's sample (generic for a new one).
+        :param provider_error: ``providerResponse.error`` when ``provider_status`` is not 2xx.
+        :param response_style: sync runs whose provider failed: ``docs`` answers 200, ``spec``
+            mirrors the provider's status (402 as 502, 408 as 504).
+        :param reason: the run's ``reason`` field when it does not complete.
+        :param input_shape: what ``input`` must look like: ``flat``, ``composite``
+            (``{body, queryParams, pathParams}``) or ``any``; others get a 400.
+        :param stoppable: whether ``POST /v1/runs/{id}/stop`` is accepted (else 409).
+        :param price: ``{"type": "PER_CALL" | "PER_RESULT", "amount": ..., "currency": "USD"}``.
+        :param description: shown by ``/v1/discover`` and ``/v1/inspect``.
+        :param input_schema: the JSON Schema ``/v1/inspect`` publishes; ``None``: none.
+        :param schema_style: ``composite`` (``input.body``) or ``flat`` (``inputSchema``).
         """
         if mode not in (None, "sync", "async"):
             raise ValueError("mode must be 'sync' or 'async'")
@@ -146,7 +190,19 @@ class MonidState:
         polls_to_finish: int | None = None,
         final_status: str = "COMPLETED",
     ) -> dict[str, Any]:
-        """Insert a run directly (pre-existing runs for reconciliation tests, odd ids, unknown statuses)."""
+        """Insert a run directly (pre-existing runs for reconciliation tests, odd ids, unknown statuses).
+
+        :param run_id: default: a new ULID (or the next of ``next_run_ids``).
+        :param provider: the run's provider (need not be in the catalog).
+        :param endpoint: the run's endpoint.
+        :param input: the run's ``input``; default ``{}``.
+        :param status: its status now; a terminal one settles it.
+        :param provider_status: ``providerResponse.httpStatus`` once completed.
+        :param output: the run's output; default: the endpoint's sample.
+        :param created_at: ``createdAt`` (datetime, ISO 8601 string or epoch seconds); default now.
+        :param polls_to_finish: a non-terminal run: polls until it ends; ``None``: never on its own.
+        :param final_status: the status it ends with.
+        """
         with self._lock:
             script = copy.copy(self._catalog.get((provider, endpoint)) or EndpointScript(provider, endpoint))
             script.provider_status, script.output = provider_status, output
@@ -159,6 +215,12 @@ class MonidState:
             return self._view(run)
 
     def complete_run(self, run_id: str, provider_status: int = 200, output: Any = DEFAULT) -> dict[str, Any]:
+        """Complete a run now (``COMPLETED``); it then stops advancing on its own.
+
+        :param run_id: the run (``emu.monid.runs()[0]["runId"]`` is the newest).
+        :param provider_status: ``providerResponse.httpStatus``; not 2xx: the provider failed.
+        :param output: the run's output; default: the endpoint's sample for its input.
+        """
         with self._lock:
             run = self._runs[run_id]
             run.script = copy.copy(run.script)
@@ -168,10 +230,20 @@ class MonidState:
             return self._view(run)
 
     def fail_run(self, run_id: str, reason: str = "Emulated infrastructure failure") -> dict[str, Any]:
+        """Fail a run now (``FAILED`` with ``reason``).
+
+        :param run_id: the run.
+        :param reason: the run's ``reason`` field.
+        """
         return self.set_status(run_id, "FAILED", reason=reason)
 
     def set_status(self, run_id: str, status: str, reason: str | None = None) -> dict[str, Any]:
-        """Force any status (terminal or not); the run then stops advancing on its own."""
+        """Force any status (terminal or not); the run then stops advancing on its own.
+
+        :param run_id: the run.
+        :param status: e.g. ``RUNNING``, ``STOPPING``, ``TIMED_OUT``, ``BLOCKED`` or an unknown one.
+        :param reason: the run's ``reason`` field.
+        """
         with self._lock:
             run = self._runs[run_id]
             if reason is not None:
@@ -180,17 +252,55 @@ class MonidState:
             return self._view(run)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
+        """A run as ``GET /v1/runs/{id}`` renders it, without counting as a poll.
+
+        :param run_id: the run.
+        """
         with self._lock:
             run = self._runs[run_id]
             self._tick(run)
             return self._view(run)
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, without counting as polls."""
         with self._lock:
             ordered = sorted(self._runs.values(), key=lambda r: r.seq, reverse=True)
             for run in ordered:
                 self._tick(run)
             return [self._view(r) for r in ordered]
+
+    def charges(self) -> list[dict[str, Any]]:
+        """The emulator's ledger of charges: every terminal run with what it cost, newest first
+        (what a spend report must add up to). Runs still in progress are not charged yet."""
+        with self._lock:
+            out = []
+            for run in sorted(self._runs.values(), key=lambda r: r.seq, reverse=True):
+                self._tick(run)
+                view = self._view(run, full=False)
+                if view["cost"] is not None:
+                    keys = ("runId", "provider", "endpoint", "status", "createdAt")
+                    out.append({**{k: view[k] for k in keys}, **view["cost"]})
+            return out
+
+    def _budgets(self) -> dict[str, Any]:
+        spent = round(sum(c["value"] for c in self.charges()), 6)
+        budgets = self.budgets
+        if budgets is None:
+            budgets = [{"id": "bgt_emulated", "name": "Workspace budget", "period": "MONTHLY", "limit": 100.0}]
+        items = []
+        for b in budgets:
+            limit = b.get("limit", 100.0)
+            items.append(
+                {
+                    "id": b.get("id", "bgt_" + str(b.get("name", "budget")).lower().replace(" ", "_")),
+                    "name": b.get("name", "budget"),
+                    "period": b.get("period", "MONTHLY"),
+                    "status": b.get("status", "ACTIVE"),
+                    "limit": {"value": limit, "currency": "USD"},
+                    "spent": {"value": spent, "currency": "USD"},
+                }
+            )
+        return {"items": items}
 
     # ----- lifecycle ---------------------------------------------------------------------------------
 
@@ -339,6 +449,8 @@ class MonidState:
                     "held": {"value": self.held, "currency": "USD"},
                 },
             )
+        if parts == ["controls", "workspace", "budgets"] and method == "GET":
+            return Reply(200, self._budgets())
         if parts == ["discover"] and method == "POST":
             return self._discover(req)
         if parts == ["inspect"] and method == "POST":

@@ -107,6 +107,27 @@ PROVIDER_ERRORS = {
 
 @dataclass
 class EndpointScript:
+    """How the emulator answers for one Monid endpoint; the fields are :meth:`MonidState.set_endpoint`'s arguments.
+
+    :param provider: e.g. ``apify``.
+    :param endpoint: e.g. ``/apidojo/tweet-scraper``.
+    :param mode: ``sync`` or ``async``.
+    :param polls_to_finish: async runs: polls until they end; ``None``: never on their own.
+    :param delay: async runs: seconds until they end, instead of polls.
+    :param final_status: the status runs end with, or the list walked one poll at a time.
+    :param provider_status: ``providerResponse.httpStatus`` of a completed run.
+    :param output: the runs' output; ``DEFAULT``: the endpoint's sample.
+    :param provider_error: ``providerResponse.error`` when the provider failed.
+    :param response_style: ``docs`` or ``spec`` (how a sync provider failure is answered).
+    :param reason: the runs' ``reason`` when they do not complete.
+    :param input_shape: ``flat``, ``composite`` or ``any``.
+    :param stoppable: whether a stop is accepted.
+    :param description: shown by discover and inspect.
+    :param price: ``{"type", "amount", "currency"}``.
+    :param input_schema: the JSON Schema inspect publishes, or ``None``.
+    :param schema_style: ``composite`` or ``flat``.
+    """
+
     provider: str
     endpoint: str
     mode: str = "async"

@@ -38,6 +38,19 @@ _HTML = (
 
 @dataclass
 class RecordedRequest:
+    """One API request the emulator received (``emu.requests()``); never holds the API key.
+
+    :param method: ``GET``, ``POST``...
+    :param path: the raw path (percent-encoding kept), without the query string.
+    :param query: the query parameters.
+    :param body: the parsed JSON body, or ``None``.
+    :param headers: lower-case names; ``Authorization`` and ``x-api-key`` removed.
+    :param status: the status sent; 0 when a fault sent no response.
+    :param time: when it arrived (epoch seconds).
+    :param request_id: the ``x-request-id`` answered.
+    :param fault: the fault action applied to it, if any.
+    """
+
     method: str
     path: str  # raw path as received (percent-encoding kept), without the query string
     query: dict[str, str]
@@ -54,6 +67,19 @@ class RecordedRequest:
 
 @dataclass
 class Fault:
+    """A scripted failure (what :meth:`Emulator.add_fault` returns); the fields are its arguments.
+
+    :param method: the HTTP method, or ``"*"``.
+    :param path: a regular expression the whole raw path must match.
+    :param action: ``respond``, ``reset``, ``hang``, ``truncate`` or ``html``.
+    :param status: the status to answer.
+    :param body: the body to answer.
+    :param headers: extra response headers.
+    :param times: requests left to apply it to; ``None``: unlimited.
+    :param hang_seconds: how long ``hang`` holds a request.
+    :param after_handling: handle the request first, then apply the fault.
+    """
+
     method: str
     path: str
     action: str = "respond"
@@ -310,7 +336,20 @@ def _fault_reply(fault: Fault, status: int, path: str, request_id: str) -> Reply
 
 
 class Emulator:
-    """In-process Monid + Exa API emulator. ``None`` keys accept any non-empty key."""
+    """In-process Monid + Exa API emulator on a local port (standard library only).
+
+    ``emu.monid`` (:class:`~airflow_monid.testing.MonidState`) and ``emu.exa``
+    (:class:`~airflow_monid.testing.ExaState`) script the two APIs; the emulator itself keeps the
+    request log and the faults. Use it as a context manager (``with Emulator() as emu:``) or call
+    :meth:`start` / :meth:`stop`; the pytest fixtures in ``airflow_monid.testing.pytest_plugin``
+    do it for you.
+
+    :param monid_api_key: the key Monid requests must carry (``Authorization: Bearer``); a wrong
+        one gets 401. ``None`` accepts any non-empty key.
+    :param exa_api_key: the key Exa requests must carry (``x-api-key``); ``None``: any.
+    :param host: the address to listen on; ``::1`` for IPv6.
+    :param port: 0 picks a free port (read it back from :attr:`url`).
+    """
 
     def __init__(
         self,
@@ -337,6 +376,7 @@ class Emulator:
     # ----- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> Emulator:
+        """Start serving in a background thread; after a :meth:`stop`, on the same port."""
         if self._server is not None:
             raise RuntimeError("emulator already started")
         server_cls: type[_Server] = _Server
@@ -355,6 +395,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        """Stop serving and drop open connections (the state is kept: :meth:`start` resumes it)."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -372,11 +413,13 @@ class Emulator:
 
     @property
     def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:41234``: the ``host`` of a connection to it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
+        """Whether it is serving."""
         return self._server is not None
 
     def __enter__(self) -> Emulator:
@@ -419,6 +462,22 @@ class Emulator:
         """Apply ``action`` to the next ``times`` requests whose raw path fullmatches the regex ``path``.
 
         ``status`` defaults to 500 for respond, 502 for html, 200 for truncate. ``method`` may be ``"*"``.
+        Faults are tried in the order added; a request uses the first that matches. Requests under
+        ``/_emulator/`` are never faulted.
+
+        :param method: the HTTP method, or ``"*"``.
+        :param path: a regular expression the whole raw path must match (``r"/v1/runs/.*"``).
+        :param action: ``respond`` (answer ``status`` with ``body``, without handling the request),
+            ``reset`` (TCP reset, no answer), ``hang`` (no answer for ``hang_seconds``; released by
+            :meth:`reset` or :meth:`stop`), ``truncate`` (half of the real answer, then close) or
+            ``html`` (an nginx-style HTML error page).
+        :param status: the status to answer.
+        :param body: a JSON body, or a string/bytes sent as is; default: the API's error shape.
+        :param headers: extra response headers, e.g. ``{"Retry-After": "1"}``.
+        :param times: how many requests it applies to; ``None``: all until :meth:`clear_faults`.
+        :param hang_seconds: how long ``hang`` holds the request.
+        :param after_handling: handle the request first (a run is created, a charge made), then
+            apply the fault: "the answer was lost".
         """
         fault = Fault(
             method.upper() if method != "*" else "*",
@@ -436,6 +495,7 @@ class Emulator:
         return fault
 
     def clear_faults(self) -> None:
+        """Remove every fault not used up yet."""
         with self._lock:
             self._faults.clear()
 
@@ -477,16 +537,29 @@ class Emulator:
     def requests(
         self, method: str | None = None, path: str | None = None, path_prefix: str | None = None
     ) -> list[RecordedRequest]:
-        """Logged requests in arrival order; ``path``/``path_prefix`` match the raw or the decoded path."""
+        """Logged API requests in arrival order (control calls under ``/_emulator/`` are not logged).
+
+        :param method: only this method.
+        :param path: only this exact path (raw or percent-decoded), without the query string.
+        :param path_prefix: only paths starting with this.
+        """
         with self._lock:
             records = list(self._log)
         return [r for r in records if _matches(r, method, path, path_prefix)]
 
     def count(self, method: str | None = None, path: str | None = None, path_prefix: str | None = None) -> int:
+        """How many logged requests match; the arguments are those of :meth:`requests`.
+
+        ``emu.count("POST", "/v1/run")`` is how many Monid runs were paid for.
+        """
         return len(self.requests(method, path, path_prefix))
 
     def wait_for_request(self, predicate: Callable[[RecordedRequest], bool], timeout: float = 30) -> RecordedRequest:
-        """First logged request (already received or arriving later) for which ``predicate`` is true."""
+        """First logged request (already received or arriving later) for which ``predicate`` is true.
+
+        :param predicate: called with each :class:`RecordedRequest`.
+        :param timeout: seconds; then :class:`TimeoutError`.
+        """
         deadline = time.monotonic() + timeout
         position = 0
         with self._cond:
@@ -502,7 +575,13 @@ class Emulator:
                 self._cond.wait(remaining)
 
     def on_request(self, callback: Callable[[RecordedRequest], None]) -> None:
-        """Call ``callback(record)`` after each API request is logged, before its response is sent."""
+        """Call ``callback(record)`` after each API request is logged, before its response is sent.
+
+        Useful to change the state at an exact point ("a run appears after the first listing").
+        Callbacks are removed by :meth:`reset`.
+
+        :param callback: called with the :class:`RecordedRequest`, on the server's thread.
+        """
         with self._lock:
             self._callbacks.append(callback)
 
