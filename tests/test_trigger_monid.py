@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import socket
 import time
 import uuid
@@ -270,10 +271,14 @@ async def test_on_kill_of_a_terminal_run_is_quiet(connections: Emulator, task_st
 
 
 async def test_on_kill_when_the_api_is_down_does_not_raise(
-    monkeypatch: pytest.MonkeyPatch, task_state: dict[str, str | None]
+    monkeypatch: pytest.MonkeyPatch, task_state: dict[str, str | None], caplog: pytest.LogCaptureFixture
 ) -> None:
     conn_id = conn_for(monkeypatch, f"http://127.0.0.1:{closed_port()}")
-    await trigger_for("R1", conn_id).on_kill()  # best effort: logged, never raised
+    with caplog.at_level(logging.INFO, logger="airflow_monid"):
+        await trigger_for("R1", conn_id).on_kill()  # best effort: logged, never raised
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "airflow_monid.triggers.monid"]
+    assert len(warnings) == 1 and "Could not stop Monid run R1 on kill" in warnings[0].getMessage()
+    assert not [r for r in caplog.records if "Stop requested" in r.getMessage()]  # it does not claim a stop
 
 
 # ----- the pooled async client ---------------------------------------------------------------------
