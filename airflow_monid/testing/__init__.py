@@ -12,6 +12,7 @@ from airflow_monid.testing._monid_catalog import EndpointScript
 from airflow_monid.testing.emulator import Emulator, Fault, RecordedRequest
 from airflow_monid.testing.helpers import (
     arun_trigger_until_event,
+    asset_event_map,
     asset_events,
     awatcher_events,
     connection_env,
@@ -31,6 +32,7 @@ __all__ = [
     "MonidState",
     "RecordedRequest",
     "arun_trigger_until_event",
+    "asset_event_map",
     "asset_events",
     "awatcher_events",
     "connection_env",

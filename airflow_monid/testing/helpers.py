@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
@@ -246,6 +246,47 @@ def asset_events(payloads: Sequence[Mapping[str, Any]], *, start: datetime | Non
         {"extra": {"from_trigger": True, "payload": dict(payload)}, "timestamp": first + timedelta(milliseconds=i)}
         for i, payload in enumerate(payloads)
     ]
+
+
+V = TypeVar("V")
+
+
+class _ByAsset(Mapping[Any, V]):
+    """A mapping keyed by assets compared by equality (``Asset`` is unhashable before Airflow 3.3)."""
+
+    def __init__(self, items: list[tuple[Any, V]]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: Any) -> V:
+        for asset, value in self._items:
+            if asset is key or asset == key:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (asset for asset, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def asset_event_map(asset: Any, events: Sequence[Any], *more: Any) -> Mapping[Any, Sequence[Any]]:
+    """``{asset: events}`` as a task's ``triggering_asset_events`` / ``inlet_events`` argument.
+
+    A plain dict needs a hashable ``Asset``, which Airflow 3.0-3.2 do not have; this mapping looks
+    assets up by equality and works on every version::
+
+        handle(triggering_asset_events=asset_event_map(runs, asset_events(payloads)),
+               inlet_events=asset_event_map(runs, []))
+
+    :param asset: the asset (e.g. the one the DAG is scheduled on).
+    :param events: its events, e.g. from :func:`asset_events`.
+    :param more: further ``asset, events`` pairs, flat.
+    """
+    if len(more) % 2:
+        raise ValueError("more must be asset, events pairs")
+    pairs = [(asset, events), *((more[i], more[i + 1]) for i in range(0, len(more), 2))]
+    return _ByAsset(pairs)
 
 
 # ----- dag.test() results ------------------------------------------------------------------------
