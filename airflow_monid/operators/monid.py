@@ -16,6 +16,7 @@ from airflow_monid._lineage import MonidLineage
 from airflow_monid._links import TaskStateLink
 from airflow_monid._outcome import apply_outcome, is_reusable
 from airflow_monid._preflight import before_paying, require_options, with_cost
+from airflow_monid._spend import record_spend, record_stopped
 from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
 from airflow_monid._validation import (
     require_finite_numbers,
@@ -172,6 +173,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
     def _complete(self, context: Context, run: MonidRun) -> Any:
         summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)
         context["ti"].xcom_push(key="run", value=summary)
+        record_spend(context, run, conn_id=self.monid_conn_id)  # before success can be decided
         output = apply_outcome(run, self.allowed_provider_statuses)
         # Written before the ledger says delivered: a failed write is retried with the same run, unpaid.
         result = self._deliver(run.run_id, output)
@@ -192,6 +194,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
             if run.status.is_terminal:
                 return self._complete(context, run)
             stopped = f"the stop was refused (409) while it is {run.raw_status}"
+        record_stopped(context, hook, run_id, conn_id=self.monid_conn_id)
         message = f"Monid run {run_id} did not finish by the deadline ({deadline.describe()}); {stopped}. {why}"
         if deadline.bound == "execution_timeout":
             raise AirflowTaskTimeout(message)
