@@ -8,24 +8,78 @@ model between its two clients. The one written retry table is in the README ("Re
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import json
 import logging
 import random
+import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from airflow_monid.exceptions import APIError, ConfigError, ResponseError, TransportError, UnclearRequestError
+from airflow_monid.exceptions import (
+    NOT_RESENT,
+    APIError,
+    ConfigError,
+    ResponseError,
+    TransportError,
+    UnclearRequestError,
+)
+
+__all__ = ["NOT_RESENT"]  # re-exported: the hooks import it from here
 
 log = logging.getLogger("airflow_monid.http")
 
 _BODY_PREVIEW = 200
-NOT_RESENT = "It was not sent again because it spends money: a run may exist. Check the runs list before retrying."
+
+#: How far past a wait's deadline its last request may run (seconds). A request made while a deadline
+#: is set (:func:`deadline_scope`) gets, for each phase (connect, send, each read), the time left until
+#: the deadline but at least this much, so the read at the deadline still has a chance; no retry starts
+#: after the deadline. The triggerer also bounds each whole poll by the same time (``Waiter.remaining``).
+DEADLINE_MARGIN = 5.0
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("airflow_monid_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline_scope(end_time: float | None) -> Iterator[None]:
+    """Requests sent inside this block respect ``end_time`` (epoch seconds; ``None``: no deadline).
+
+    A context variable, so it follows the code that waits (a thread, or one trigger's asyncio task)
+    without passing the deadline through every hook method. The earlier of an enclosing deadline and
+    this one applies.
+    """
+    outer = _deadline.get()
+    if outer is not None and end_time is not None:
+        end_time = min(outer, end_time)
+    token = _deadline.set(end_time if end_time is not None else outer)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The deadline set by the innermost :func:`deadline_scope`, if any."""
+    return _deadline.get()
+
+
+def display_url(url: str) -> str:
+    """``url`` for messages: no query string or fragment, and no password in its user part."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0]
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def encode_segment(value: Any, what: str = "id") -> str:
@@ -193,21 +247,60 @@ class Attempt:
 
     Each outcome of an attempt goes to :meth:`on_response` or :meth:`on_error`, which either return
     the final :class:`ApiResponse`, raise the final error, or return a delay before the next attempt.
+
+    :param deadline: epoch seconds the call must respect (default: the enclosing :func:`deadline_scope`).
+    :param clock: wall clock, epoch seconds (tests inject one).
     """
 
-    def __init__(self, settings: ApiSettings, request: ApiRequest) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        request: ApiRequest,
+        *,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.request = request
         self.policy = settings.retry
         self.number = 0
         self.started = time.monotonic()
+        self.deadline = deadline if deadline is not None else current_deadline()
+        self.clock = clock
+        self.stopped_by_deadline = False
+
+    @property
+    def url(self) -> str:
+        """The URL tried, for messages: no query string (it may carry cursors or secrets), never the key."""
+        return display_url(self.settings.base_url.rstrip("/") + self.request.path)
+
+    @property
+    def api(self) -> str:
+        """``Monid``/``Exa``: the API's short name for messages."""
+        return self.settings.profile.name.removesuffix(" API")
 
     @property
     def label(self) -> str:
-        return f"{self.settings.profile.name} {self.request.method} {self.request.path}"
+        return f"{self.settings.profile.name} {self.request.method} {self.url}"
 
     def begin(self) -> None:
         self.number += 1
+
+    def timeout(self) -> httpx.Timeout:
+        """The timeouts of the next attempt: the connection's, capped by the time left to the deadline.
+
+        Each phase gets at most ``max(time left, DEADLINE_MARGIN)``: a request never outlives the wait
+        it serves by more than :data:`DEADLINE_MARGIN` seconds per phase.
+        """
+        base = self.settings.timeout
+        if self.deadline is None:
+            return base
+        left = max(self.deadline - self.clock(), DEADLINE_MARGIN)
+
+        def cap(value: float | None) -> float:
+            return left if value is None else min(value, left)
+
+        return httpx.Timeout(connect=cap(base.connect), read=cap(base.read), write=cap(base.write), pool=cap(base.pool))
 
     def _next_delay(self, reason: str, retry_after: float | None = None) -> float | None:
         """Delay before the next attempt, or ``None`` when the retry budget is spent."""
@@ -215,6 +308,9 @@ class Attempt:
             return None
         delay = retry_after if retry_after is not None else self.policy.backoff(self.number)
         if time.monotonic() - self.started + delay > self.policy.max_elapsed:
+            return None
+        if self.deadline is not None and self.clock() + delay >= self.deadline:
+            self.stopped_by_deadline = True  # the wait this call serves ends first: no retry after it
             return None
         log.warning(
             "%s: %s; attempt %d of %d, next in %.1f s",
@@ -226,17 +322,85 @@ class Attempt:
         )
         return delay
 
+    def _attempts(self) -> str:
+        text = f"{self.number} attempt(s)"
+        return text + ", none more before the wait's deadline" if self.stopped_by_deadline else text
+
     def on_error(self, exc: httpx.HTTPError) -> float:
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        what, advice, never_sent = self._describe_error(exc)
         reason = f"{type(exc).__name__}: {scrub(str(exc), self.settings.key) or 'no detail'}"
         if self.request.paid and not never_sent:
-            raise UnclearRequestError(
-                f"{self.label}: the request may have reached the API but its answer was lost ({reason}). " + NOT_RESENT
-            ) from None
+            happened = (
+                f"{self.label}: the request may have reached {self.api} but its answer was lost ({what}; {reason})."
+            )
+            raise UnclearRequestError(f"{happened} {NOT_RESENT}", happened=happened, url=self.url) from None
         delay = self._next_delay(reason)
         if delay is None:
-            raise TransportError(f"{self.label} failed after {self.number} attempt(s): {reason}") from None
+            if never_sent:
+                money = f"nothing reached {self.api}, nothing was paid"
+            elif self.request.paid:  # only idempotent=False POSTs are paid; kept for completeness
+                money = f"the request may have reached {self.api}"
+            else:
+                money = "nothing was paid (this request costs nothing)"
+            raise TransportError(
+                f"{self.label} {what} ({reason}) after {self._attempts()}: {money}; {advice}.",
+                api=self.settings.profile.name,
+                method=self.request.method,
+                url=self.url,
+                base_url=display_url(self.settings.base_url),
+                reached=not never_sent,
+            ) from None
         return delay
+
+    def _describe_error(self, exc: httpx.HTTPError) -> tuple[str, str, bool]:
+        """(what happened, what to do, whether the request certainly never reached the API)."""
+        timeout = self.timeout()
+        if isinstance(exc, httpx.ConnectTimeout):
+            return (
+                f"could not connect within {timeout.connect or 0:g} s",
+                "check the connection's host and port, and that this machine can reach the API",
+                True,
+            )
+        if isinstance(exc, httpx.PoolTimeout):
+            return "waited too long for a free connection of the pool", "try again later", True
+        if isinstance(exc, httpx.ConnectError):
+            text = str(exc).lower()
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ssl.SSLError) or any(k in text for k in ("ssl", "certificate", "tls")):
+                return (
+                    "could not connect: the TLS handshake failed",
+                    "check the scheme of the connection's host (http or https) and its 'verify' extra",
+                    True,
+                )
+            if any(
+                k in text
+                for k in ("name or service not known", "nodename nor servname", "name resolution", "getaddrinfo")
+            ):
+                return (
+                    "could not connect: the host name does not resolve",
+                    "check the connection's host",
+                    True,
+                )
+            if "refused" in text:
+                return (
+                    "could not connect: the connection was refused",
+                    "check the connection's host and port, and that the API is up",
+                    True,
+                )
+            return "could not connect", "check the connection's host and port", True
+        if isinstance(exc, httpx.ReadTimeout):
+            return (
+                f"got no answer within {timeout.read or 0:g} s",
+                "the API is slow or unreachable; try again later (extra 'timeout' sets the read timeout)",
+                False,
+            )
+        if isinstance(exc, httpx.WriteTimeout | httpx.WriteError):
+            return "could not send the request", "try again later", False
+        return (
+            "lost the connection before the answer (reset or closed)",
+            "the API or the network failed; try again later",
+            False,
+        )
 
     def on_response(self, response: httpx.Response) -> ApiResponse | float:
         status = response.status_code
@@ -254,10 +418,13 @@ class Attempt:
         if 200 <= status < 300:
             if self.request.paid and (not is_json or self.request.run_body_ok):
                 # Accepted, but we cannot tell which run: sending it again could pay twice.
-                raise UnclearRequestError(
-                    f"{self.label} answered HTTP {status} without a readable run id "
-                    f"(x-request-id: {request_id or 'none'}): {_preview(text, self.settings.key)!r}. " + NOT_RESENT
+                body = "without a readable run id" if self.request.run_body_ok else "with a body that is not JSON"
+                happened = (
+                    f"{self.label} answered HTTP {status} {body} (x-request-id: {request_id or 'none'}): "
+                    f"{_preview(text, self.settings.key)!r}; {self.api} accepted the request, so a run may have "
+                    "been started and paid."
                 )
+                raise UnclearRequestError(f"{happened} {NOT_RESENT}", happened=happened, url=self.url)
             if not is_json:
                 raise ResponseError(
                     f"{self.label} answered HTTP {status} with a body that is not JSON "
@@ -270,10 +437,14 @@ class Attempt:
         retryable = status in (408, 429) or status >= 500
         if self.request.paid and retryable and status != 429:
             # 408/5xx without a run id: the API may have started (and billed) a run before failing.
-            raise UnclearRequestError(
-                f"{self.label} answered HTTP {status} without a run id "
-                f"(x-request-id: {request_id or 'none'}): {self._message(data, text)}. " + NOT_RESENT
+            # Only an API that returns runs in its answer (run_body_ok) lacks "a run id"; Exa's never has one.
+            answer = f"HTTP {status} without a run id" if self.request.run_body_ok else f"HTTP {status}"
+            happened = (
+                f"{self.label} answered {answer} (x-request-id: {request_id or 'none'}): "
+                f"{self._message(data, text)}; the request reached {self.api}, which may have started (and "
+                "billed) a run before failing."
             )
+            raise UnclearRequestError(f"{happened} {NOT_RESENT}", happened=happened, url=self.url)
         if retryable:
             delay = self._next_delay(f"HTTP {status}", retry_after)
             if delay is not None:
@@ -289,6 +460,8 @@ class Attempt:
             request_id=request_id,
             tag=tag,
             retry_after=retry_after,
+            url=self.url,
+            paid=self.request.paid,
         )
 
     def _message(self, data: Any, text: str) -> str:

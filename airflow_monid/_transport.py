@@ -111,6 +111,7 @@ def send(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
     client = sync_client(settings)
     while True:
         attempt.begin()
+        kwargs["timeout"] = attempt.timeout()  # capped by the wait's deadline, if any
         try:
             response = client.request(**kwargs)
             outcome = attempt.on_response(response)
@@ -129,6 +130,7 @@ async def asend(settings: ApiSettings, request: ApiRequest) -> ApiResponse:
     gate = _async_gate(settings)
     while True:
         attempt.begin()
+        kwargs["timeout"] = attempt.timeout()  # capped by the wait's deadline, if any
         try:
             async with gate:
                 response = await client.request(**kwargs)

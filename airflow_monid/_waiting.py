@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from airflow_monid.exceptions import PermanentError, ProviderError
+from airflow_monid._request_policy import DEADLINE_MARGIN, deadline_scope
+from airflow_monid.exceptions import APIError, PermanentError, ProviderError, TransportError
 
 MAX_ERROR_BACKOFF = 60.0
 R = TypeVar("R")
@@ -31,7 +32,7 @@ class Waiter:
     :param log: where state changes and failures go.
     """
 
-    def __init__(self, *, end_time: float, poll_interval: float, label: str, log: logging.Logger) -> None:
+    def __init__(self, *, end_time: float, poll_interval: float, label: str, log: logging.Logger | Any) -> None:
         self.end_time = end_time
         self.poll_interval = poll_interval
         self.label = label
@@ -39,6 +40,11 @@ class Waiter:
         self.errors = 0
         self.last_error: str | None = None
         self.last_status: str | None = None
+        #: what the failures in a row were: ``unreachable`` (transport), ``api`` (error answers) or ``other``.
+        self.failure_kind: str | None = None
+        #: the base URL (or URL) the last failed poll tried, when the error says.
+        self.failure_where: str | None = None
+        self.failure_api = "API"
 
     def on_result(self, status: str) -> None:
         if self.errors:
@@ -54,6 +60,15 @@ class Waiter:
             raise exc
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.failure_api = getattr(exc, "api", None) or "API"
+        if isinstance(exc, TransportError):
+            self.failure_kind, self.failure_where = "unreachable", exc.base_url or exc.url
+        elif isinstance(exc, APIError):
+            self.failure_kind, self.failure_where = "api", exc.url
+        elif isinstance(exc, TimeoutError):
+            self.failure_kind, self.failure_where = "slow", None
+        else:
+            self.failure_kind, self.failure_where = "other", None
         if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage does not flood the log
             self.log.warning("%s: poll failed %d time(s) in a row; last: %s", self.label, self.errors, self.last_error)
 
@@ -67,14 +82,38 @@ class Waiter:
             wait = min(MAX_ERROR_BACKOFF, self.poll_interval * (2 ** min(self.errors, 10)))
         return min(wait, remaining)
 
+    def failure_text(self) -> str | None:
+        """Why the latest polls failed (``None`` when the last poll worked): the API could not be reached,
+        or answered errors, at which URL, and the last error."""
+        if not self.errors:
+            return None
+        where = f" at {self.failure_where}" if self.failure_where else ""
+        polls = f"{self.errors} poll(s) in a row failed"
+        if self.failure_kind == "unreachable":
+            head = f"could not reach the {self.failure_api}{where} ({polls})"
+        elif self.failure_kind == "api":
+            head = f"the {self.failure_api}{where} answered with errors ({polls})"
+        elif self.failure_kind == "slow":
+            head = f"the {self.failure_api} did not answer in time ({polls})"
+        else:
+            head = polls
+        return f"{head}; last error: {(self.last_error or '').rstrip('.')}"
+
     def timeout_message(self) -> str:
-        text = f"{self.label} was not terminal at the deadline (last seen: {self.last_status or 'never read'})"
+        """What the deadline found: the last status, or why the last polls could not read it."""
+        seen = self.last_status or "never read"
+        failure = self.failure_text()
+        if failure:
+            return f"{self.label}: its state at the deadline is unknown: {failure} (last seen: {seen})."
+        text = f"{self.label} was not terminal at the deadline (last seen: {seen})"
         if self.last_error:
-            text += f"; last poll error: {self.last_error}"
+            text += f"; an earlier poll failed: {self.last_error}"
         return text + "."
 
-    def remaining(self) -> float:
-        return max(self.end_time - time.time(), 5.0)
+    def remaining(self, now: float | None = None) -> float:
+        """Time budget of one poll in the triggerer: the time left, at least ``DEADLINE_MARGIN`` (the last
+        poll at the deadline still gets a chance, and ends at most that long after it)."""
+        return max(self.end_time - (time.time() if now is None else now), DEADLINE_MARGIN)
 
 
 def wait_on_worker(
@@ -96,7 +135,8 @@ def wait_on_worker(
             return None
         time.sleep(delay)
         try:
-            current = fetch()
+            with deadline_scope(waiter.end_time):  # no request outlives the deadline by more than the margin
+                current = fetch()
         except ProviderError as exc:
             waiter.on_error(exc)
             current = None
@@ -106,7 +146,8 @@ async def await_terminal(fetch: Callable[[], Awaitable[R]], status_of: StatusOf[
     """The triggerer's loop: poll with GETs until terminal (returns the run) or the deadline (``None``)."""
     while True:
         try:
-            current = await bounded(fetch(), waiter.remaining())
+            with deadline_scope(waiter.end_time):  # each request's timeouts are capped by the time left
+                current = await bounded(fetch(), waiter.remaining())
         except (TimeoutError, ProviderError) as exc:
             waiter.on_error(exc)
         else:

@@ -13,7 +13,17 @@ The names are neutral; Exa code raises the ``Exa*`` subclasses. The names of the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+#: The advice closing every "a paid request may have reached the API" message (shared by the hooks).
+NOT_RESENT = (
+    "It was not sent again because it spends money: a run may exist and may have been paid. "
+    "Check the runs list before retrying."
+)
 
 
 class ProviderError(AirflowException):
@@ -47,6 +57,8 @@ class APIError(ProviderError):
     :param request_id: the ``x-request-id`` header, to quote in support tickets.
     :param tag: the API's error tag, when it sends one.
     :param retry_after: the server's ``Retry-After`` in seconds (429/503), when it sent one.
+    :param url: the URL tried (base URL and path, no query string, never the key).
+    :param paid: the request spends money (then the message says that nothing was paid: the API refused it).
     """
 
     def __new__(cls, *args: object, **kwargs: object) -> APIError:
@@ -68,10 +80,13 @@ class APIError(ProviderError):
         request_id: str | None = None,
         tag: str | None = None,
         retry_after: float | None = None,
+        url: str | None = None,
+        paid: bool = False,
     ) -> None:
         self.api = api
         self.method = method
         self.path = path
+        self.url = url
         self.status_code = status_code  # type: ignore[assignment]  # Airflow declares an HTTPStatus
         self.message = message
         self.request_id = request_id
@@ -80,7 +95,12 @@ class APIError(ProviderError):
         text = f"{api} {method} {path} failed with HTTP {status_code}: {message}"
         if tag:
             text += f" [{tag}]"
-        text += f" (x-request-id: {request_id or 'none'})"
+        where = f"URL: {url}; " if url else ""
+        text += f" ({where}x-request-id: {request_id or 'none'})"
+        if paid:
+            text += f". Nothing was paid: the {api} refused the request"
+        if status_code == 401:
+            text += ". Check the API key in the connection's password field"
         super().__init__(text)
 
     @staticmethod
@@ -103,7 +123,31 @@ class TransientAPIError(APIError):
 
 
 class TransportError(ProviderError):
-    """The API could not be reached, or the answer was lost (after the request core's retries)."""
+    """The API could not be reached, or the answer was lost (after the request core's retries).
+
+    :param api: API name used in messages (``Monid API`` or ``Exa API``).
+    :param method: HTTP method of the failed request.
+    :param url: the URL tried (no query string, never the key).
+    :param base_url: the connection's base URL, to say which API could not be reached.
+    :param reached: the request may have reached the API (the connection was open when it failed).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        api: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        base_url: str | None = None,
+        reached: bool = False,
+    ) -> None:
+        self.api = api
+        self.method = method
+        self.url = url
+        self.base_url = base_url
+        self.reached = reached
+        super().__init__(message)
 
 
 class ResponseError(ProviderError):
@@ -115,7 +159,35 @@ class PaginationLoopError(ResponseError):
 
 
 class UnclearRequestError(ProviderError):
-    """A paid request may have reached the API but its answer was lost; it is not re-sent."""
+    """A paid request may have reached the API but its answer was lost; it is not re-sent.
+
+    :param happened: what happened, without the advice (the message is ``happened`` + the advice).
+    :param url: the URL tried (no query string, never the key).
+    """
+
+    def __init__(self, message: str, *, happened: str | None = None, url: str | None = None) -> None:
+        self.happened = happened if happened is not None else message.removesuffix(NOT_RESENT).rstrip()
+        self.url = url
+        super().__init__(message)
+
+    def after_search(self, since: datetime | None, found: Sequence[Any] = ()) -> UnclearRequestError:
+        """The same failure once the provider has looked for the run it may have created and adopted none.
+
+        The "check the runs list" advice is then wrong: the list was checked. ``found`` are the runs
+        with this input that were not reusable (objects with a ``run_id``, or ids).
+        """
+        when = since.isoformat(timespec="seconds") if since is not None else "the submission"
+        ids = [str(getattr(run, "run_id", run)) for run in found]
+        if ids:
+            seen = (
+                f"the runs list since {when} holds {len(ids)} run(s) with this input, none reusable "
+                f"({', '.join(ids)}): none of them is a run to wait for"
+            )
+        else:
+            seen = f"the runs list since {when} holds no run with this input: nothing was paid as far as Monid shows"
+        advice = "A retry of this task looks once more, then submits again (and pays for a new run)."
+        message = f"{self.happened.rstrip('. ')}. The provider then looked: {seen}. {advice}"
+        return type(self)(message, happened=self.happened, url=self.url)
 
 
 class RunError(ProviderError):

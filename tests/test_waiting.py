@@ -80,7 +80,7 @@ async def test_transient_errors_back_off_and_name_the_last_one_at_the_deadline(c
     assert await await_terminal(fetch, lambda s: (False, s), waiter) is None
     assert clock.sleeps[:3] == [10.0, 20.0, 40.0]  # doubling, capped at 60 s, never past the deadline
     assert max(clock.sleeps) <= 60.0 and clock.now == 1100.0
-    assert "last poll error: TransientAPIError" in waiter.timeout_message() and "HTTP 503" in waiter.timeout_message()
+    assert "last error: TransientAPIError" in waiter.timeout_message() and "HTTP 503" in waiter.timeout_message()
 
 
 async def test_a_permanent_error_ends_the_wait_at_once(clock: Clock) -> None:

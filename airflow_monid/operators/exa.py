@@ -13,7 +13,9 @@ from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import ExaLineage
+from airflow_monid._request_policy import deadline_scope
 from airflow_monid._validation import require_positive, require_text
+from airflow_monid._waiting import Waiter
 from airflow_monid.exceptions import (
     ConfigError,
     ExaRunError,
@@ -144,6 +146,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         self.retrigger_on_unclear = retrigger_on_unclear
         self.output_path = output_path
         self.run_id: str | None = None
+        self._listing: Waiter | None = None  # the last search for a new run: its errors, for the messages
 
     def _hook(self) -> ExaHook:
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
@@ -290,7 +293,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         try:
             answer = hook.trigger_monitor(monitor_id)
         except UnclearRequestError as exc:
-            self.log.warning("The trigger's answer was lost: %s", exc)
+            self.log.warning("The trigger's outcome is unclear (it may have started a billed run): %s", exc)
             adopted = self._adopt_after_unclear(hook, monitor_id, snapshot, "this try")
             if adopted is None:
                 raise ExaUnclearTriggerError(f"{self._label()}: {exc}") from None
@@ -317,6 +320,9 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
             self.log.info("%s: the triggered run is %s.", self._label(), new[0].describe())
             return new[0]
         text = f"{self._label()} was triggered but no new run appeared within the deadline"
+        failure = self._listing.failure_text() if self._listing is not None else None
+        if failure:
+            text = f"{self._label()} was triggered (paid), but its new run could not be looked for: {failure}"
         if not recorded:  # no store (Airflow < 3.3): a retry could not tell, and would pay again
             raise PermanentError(text + "; check the monitor's runs before clearing this task.")
         # Retryable: the ledger says "triggered", so the retry keeps looking and never pays again.
@@ -348,13 +354,22 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
                 "this task cannot tell which one it started. Not triggering again (each run is billed): check "
                 "the monitor's runs, then clear this task."
             )
+        failure = self._listing.failure_text() if self._listing is not None else None
         if self.retrigger_on_unclear:
-            self.log.warning("No new run appeared: triggering again (retrigger_on_unclear=True).")
+            self.log.warning(
+                "No new run %s: triggering again (retrigger_on_unclear=True).",
+                f"could be seen ({failure})" if failure else "appeared",
+            )
             return None
+        seen = (
+            f"its runs could not be listed within unclear_grace={self.unclear_grace:.0f} s ({failure})"
+            if failure
+            else f"no new run appeared within unclear_grace={self.unclear_grace:.0f} s"
+        )
         raise ExaUnclearTriggerPermanentError(
-            f"{self._label()}: the trigger request may have reached Exa but its answer was lost, and no new run "
-            f"appeared within unclear_grace={self.unclear_grace:.0f} s. Not triggering again (each run is "
-            "billed): check the monitor's runs, then clear this task, or set retrigger_on_unclear=True."
+            f"{self._label()}: the trigger request may have reached Exa (a run may have been paid) but its "
+            f"outcome is unclear, and {seen}. Not triggering again (each run is billed): check the monitor's "
+            "runs, then clear this task, or set retrigger_on_unclear=True."
         )
 
     def _look_for_new_runs(
@@ -362,16 +377,24 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
     ) -> list[ExaMonitorRun]:
         """Runs not in ``snapshot``, listed every ``poll_interval`` until some appear or ``until`` passes.
 
-        Transient list errors are waited out (a list that keeps failing must not make a retry pay again).
+        Transient list errors are waited out (a list that keeps failing must not make a retry pay again),
+        logged on the 1st, 2nd, 4th... failure in a row and remembered in ``self._listing`` for the
+        messages; no request outlives ``until`` by more than the request core's margin.
         """
+        self._listing = waiter = Waiter(
+            end_time=until, poll_interval=self.poll_interval, label=f"Listing {self._label()} runs", log=self.log
+        )
         while True:
             try:
-                new = self._new_runs(hook, monitor_id, snapshot)
+                with deadline_scope(until):
+                    new = self._new_runs(hook, monitor_id, snapshot)
             except PermanentError:
                 raise
             except ProviderError as exc:
-                self.log.warning("Listing %s runs failed (%s); trying again.", self._label(), exc)
+                waiter.on_error(exc)
                 new = []
+            else:
+                waiter.errors = 0  # the list answered: a later message must not blame the connection
             remaining = until - time.time()
             if new or remaining <= 0:
                 return new

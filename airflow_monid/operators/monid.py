@@ -277,14 +277,14 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         started = datetime.now().astimezone() - timedelta(seconds=60)
         try:
             run = hook.submit_run(provider, endpoint, payload)
-        except UnclearRequestError:
+        except UnclearRequestError as exc:
             if not self.adopt_existing_run:
                 raise
             self.log.warning("The submission's answer was lost; looking for the run it may have created.")
             found = find_matching_runs(hook, provider, endpoint, payload, started)
             adopted = adopt_one(found, self.allowed_provider_statuses)
             if adopted is None:
-                raise
+                raise exc.after_search(started, found) from None
             self.log.info("Adopting Monid run %s created by the unclear submission.", adopted.run_id)
             run = adopted
         self.log.info("Submitted Monid run %s (%s).", run.run_id, run.raw_status)

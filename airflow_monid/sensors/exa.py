@@ -11,14 +11,16 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow_monid._deferral import Deadline
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import ExaLineage
+from airflow_monid._request_policy import deadline_scope
 from airflow_monid._validation import require_text
+from airflow_monid._waiting import Waiter
 from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.events import RunEvent
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time, run_outcome
 from airflow_monid.operators.exa import ExaMonitorLink, ExaRunLink, publish_links
-from airflow_monid.sensors.monid import sensor_fail, sensor_timeout
-from airflow_monid.triggers.exa import ExaMonitorRunTrigger
+from airflow_monid.sensors.monid import KeepsDeadline, sensor_deadline, sensor_fail, sensor_timeout
+from airflow_monid.triggers.exa import ExaMonitorRunTrigger, no_run_message
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -52,7 +54,7 @@ def default_window(context: Any) -> tuple[datetime | None, datetime | None]:
     return start or to_utc(getattr(dag_run, "run_after", None), "run_after"), None
 
 
-class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOperator):
+class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline, BaseSensorOperator):
     """Wait until an Exa monitor run is terminal; succeed when it completed.
 
     With ``run_id`` it waits for that run. Without, it selects the oldest run created in
@@ -114,6 +116,8 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOpe
         self.deferrable = deferrable
         self._followed: str | None = None  # the run selected or followed so far, within one process
         self._context: Any = None
+        self._waiter: Waiter | None = None  # this try's last status and poll errors
+        self._bounds: tuple[datetime | None, datetime | None] = (None, None)  # the window last listed
 
     def _hook(self) -> ExaHook:
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
@@ -138,6 +142,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOpe
         run_id = self._followed or self.run_id
         if not run_id:
             after, before = self._window(context)
+            self._bounds = (after, before)
             found = hook.find_run(self.monitor_id, self.monitor_type, after, before)
             if found is None:
                 self.log.info("%s has no run created in [%s, %s) yet.", self._label(), after, before or "no bound")
@@ -206,6 +211,8 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOpe
         self._fail(str(exc))
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
+        if why.startswith(self._label()):  # the waiter's own account: it says what it saw, and names the run
+            sensor_timeout(self, deadline, why)
         what = f"run {run_id} was not terminal" if run_id else "no run was created in the window"
         sensor_timeout(self, deadline, f"{self._label()} {what}. {why}")
 
@@ -214,10 +221,24 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOpe
 
     # --- execute --------------------------------------------------------------------------------
 
+    def _watch(self, context: Context) -> tuple[Deadline, Waiter]:
+        """This try's deadline and wait state, set when the try starts (before the monitor is checked)."""
+        if self._deadline is None or self._waiter is None:
+            self._deadline = sensor_deadline(self, context)
+            self._waiter = Waiter(
+                end_time=self._deadline.end_time,
+                poll_interval=float(self.poke_interval),
+                label=self._label(),
+                log=self.log,
+            )
+        return self._deadline, self._waiter
+
     def execute(self, context: Context) -> Any:
         require_text(self.monitor_id, "monitor_id")
         self._followed = None
         self._context = context
+        self._deadline = self._waiter = None  # per try
+        deadline, _ = self._watch(context)
         self._check_output_path(context)
         hook = self._hook()
         if self.run_id:
@@ -227,29 +248,40 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], BaseSensorOpe
             self.log.info(
                 "Waiting for the oldest %s run created in [%s, %s).", self._label(), after, before or "no bound"
             )
-        self._check(hook)
+        with deadline_scope(deadline.end_time):
+            self._check(hook)
         if not self.deferrable:
             return super().execute(context)
-        deadline = Deadline.for_try(context, float(self.timeout), self.execution_timeout)
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
         self._defer_until(context, self._followed or self.run_id or None, deadline)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        deadline, waiter = self._watch(context)
         try:
-            run = self._current_run(self._hook(), context)
+            with deadline_scope(deadline.end_time):  # no request outlives the deadline by more than the margin
+                run = self._current_run(self._hook(), context)
         except PermanentError as exc:
             self._fail(str(exc))
         except ProviderError as exc:  # transient: keep waiting until the sensor's timeout
-            self.log.warning("Checking %s failed (%s); will check again.", self._label(), exc)
-            return False
-        if run is None:
-            return False
-        if not run.status.is_terminal:
-            self.log.info("%s run %s is %s.", self._label(), run.id, run.raw_status)
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
+            waiter.on_error(exc)  # logged on the 1st, 2nd, 4th... failure in a row, remembered for the deadline
+        else:
+            if run is None:
+                waiter.on_result("without a run in the window yet")
+            elif run.status.is_terminal:
+                return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
+            else:
+                waiter.label = f"{self._label()} run {run.id}"
+                waiter.on_result(str(run.raw_status))
+        if deadline.passed():
+            run_id = self._followed or self.run_id or None
+            if run_id:
+                waiter.label = f"{self._label()} run {run_id}"
+                self._expire(context, run_id, deadline, waiter.timeout_message())
+            after, before = self._bounds
+            self._expire(context, None, deadline, no_run_message(self._label(), after, before, waiter))
+        return False
 
     def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
         # ``end_time`` is accepted for tasks deferred by the first releases; the deadline now travels

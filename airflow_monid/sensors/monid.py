@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,7 +20,9 @@ from airflow_monid._deferral import Deadline
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import MonidLineage
 from airflow_monid._outcome import apply_outcome
+from airflow_monid._request_policy import deadline_scope
 from airflow_monid._validation import require_statuses, require_text
+from airflow_monid._waiting import Waiter
 from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
@@ -48,7 +51,39 @@ def sensor_timeout(sensor: BaseSensorOperator, deadline: Deadline, why: str) -> 
     raise AirflowSensorTimeout(message)
 
 
-class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
+def sensor_deadline(sensor: BaseSensorOperator, context: Any, now: float | None = None) -> Deadline:
+    """The sensor's deadline in every mode: ``timeout`` from the first poke of this try (reschedule
+    mode: from the first reschedule), capped by ``execution_timeout``; the same as Airflow's own check,
+    but absolute, so that each request and the last interval can be cut to fit it."""
+    now = time.time() if now is None else now
+    start = now
+    if getattr(sensor, "reschedule", False):
+        ti = context["ti"]
+        getter = getattr(ti, "get_first_reschedule_date", None)
+        first = getter(context) if callable(getter) else None
+        if first is not None:
+            start = min(first.timestamp(), now)
+    return Deadline.for_try(context, float(sensor.timeout), sensor.execution_timeout, now=start)
+
+
+class KeepsDeadline:
+    """Sensor mix-in: the wait between pokes never runs past the sensor's deadline.
+
+    Airflow sleeps a whole ``poke_interval`` before checking its timeout again, so a 40 s timeout
+    with a 60 s interval would end after 60 s and more; here the last interval is cut so the last
+    poke happens at the deadline, and that poke times the sensor out with what it saw.
+    """
+
+    _deadline: Deadline | None = None
+
+    def _get_next_poke_interval(self, *args: Any, **kwargs: Any) -> float:
+        interval = float(super()._get_next_poke_interval(*args, **kwargs))  # type: ignore[misc]
+        if self._deadline is not None:
+            interval = min(interval, max(0.0, self._deadline.remaining()))
+        return interval
+
+
+class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], KeepsDeadline, BaseSensorOperator):
     """Wait until a Monid run is terminal; same outcome table as :class:`MonidRunOperator`.
 
     A sensor does not own the run: it never stops it, on timeout or on kill. Transient errors while
@@ -82,6 +117,7 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
         self.allowed_provider_statuses = require_statuses(allowed_provider_statuses)
         self.deferrable = deferrable
         self._created_at: str | float | None = None  # tells the shared status poller how far back to page
+        self._waiter: Waiter | None = None  # this try's last status and poll errors (poke and deferrable modes)
 
     # --- the lifecycle's plug-ins ------------------------------------------------------------------
 
@@ -125,27 +161,44 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], BaseSensorOperator):
 
     # --- execute --------------------------------------------------------------------------------
 
+    def _watch(self, context: Context, run_id: str) -> tuple[Deadline, Waiter]:
+        """This try's deadline and wait state, set on the first poke."""
+        if self._deadline is None or self._waiter is None:
+            self._deadline = sensor_deadline(self, context)
+            self._waiter = Waiter(
+                end_time=self._deadline.end_time,
+                poll_interval=float(self.poke_interval),
+                label=f"Monid run {run_id}",
+                log=self.log,
+            )
+        return self._deadline, self._waiter
+
     def poke(self, context: Context) -> PokeReturnValue | bool:
         run_id = require_text(self.run_id, "run_id")
+        deadline, waiter = self._watch(context, run_id)
         try:
-            run = self._fetch(run_id)
+            with deadline_scope(deadline.end_time):
+                run = self._fetch(run_id)
             self._seen(context, run)
         except PermanentError as exc:
             self._fail(str(exc))
         except ProviderError as exc:  # transient: keep waiting until the sensor's timeout
-            self.log.warning("Checking Monid run %s failed (%s); will check again.", run_id, exc)
-            return False
-        if not run.status.is_terminal:
-            self.log.info("Monid run %s is %s.", run_id, run.raw_status)
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
+            waiter.on_error(exc)  # logged on the 1st, 2nd, 4th... failure in a row, remembered for the deadline
+        else:
+            if run.status.is_terminal:
+                return PokeReturnValue(is_done=True, xcom_value=self._complete(context, run))
+            waiter.on_result(str(run.raw_status))
+        if deadline.passed():
+            self._expire(context, run_id, deadline, waiter.timeout_message())
+        return False
 
     def execute(self, context: Context) -> Any:
+        self._deadline = self._waiter = None  # per try
         self._check_output_path(context)
         if not self.deferrable:
             return super().execute(context)
         run_id = require_text(self.run_id, "run_id")
-        deadline = Deadline.for_try(context, float(self.timeout), self.execution_timeout)
+        deadline, _ = self._watch(context, run_id)
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value

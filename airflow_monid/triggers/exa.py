@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
@@ -22,6 +23,24 @@ log = logging.getLogger(__name__)
 # While no run has appeared, the monitor is looked at this often (seconds) so that a monitor
 # disabled or deleted during a long wait ends it instead of running into the deadline.
 MONITOR_CHECK_INTERVAL = 600.0
+
+
+def no_run_message(label: str, after: datetime | None, before: datetime | None, waiter: Waiter) -> str:
+    """The deadline of a wait that never found its run: Exa listed none, or could not be asked.
+
+    "No run was created" is only said when the last listing worked; otherwise the message says the API
+    could not be reached (or answered errors) at which URL, with the last error.
+    """
+    window = f"[{after.isoformat() if after else 'no bound'}, {before.isoformat() if before else 'no bound'})"
+    failure = waiter.failure_text()
+    if failure:
+        return f"{label}: {failure}; so whether a run was created in {window} by the deadline is unknown."
+    if waiter.last_status is None:
+        return f"{label}: the runs list was never read before the deadline, so no run in {window} was seen."
+    text = f"{label}: no run was created in {window} by the deadline (the last listing of its runs found none)"
+    if waiter.last_error:
+        text += f"; an earlier poll failed: {waiter.last_error}"
+    return text + "."
 
 
 class ExaMonitorRunTrigger(BaseTrigger):
@@ -87,23 +106,27 @@ class ExaMonitorRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
-        tracker = _RunTracker(self, hook)
+        label = f"Exa {self.monitor_type} monitor {self.monitor_id}"
         waiter = Waiter(
             end_time=self.end_time,
             poll_interval=self.poll_interval,
-            label=f"Exa {self.monitor_type} monitor {self.monitor_id}",
+            label=f"{label} run {self.run_id}" if self.run_id else label,
             log=log,
         )
+        tracker = _RunTracker(self, hook, waiter)
         event = await wait_for_event(tracker.fetch, tracker.status_of, tracker.run_id, waiter)
+        if event.get("status") == "timeout" and not event.get("run_id"):
+            event["message"] = no_run_message(label, tracker.after, tracker.before, waiter)
         yield TriggerEvent(event)
 
 
 class _RunTracker:
     """The run an :class:`ExaMonitorRunTrigger` waits for: selected by time, then followed."""
 
-    def __init__(self, trigger: ExaMonitorRunTrigger, hook: ExaHook) -> None:
+    def __init__(self, trigger: ExaMonitorRunTrigger, hook: ExaHook, waiter: Waiter) -> None:
         self.trigger = trigger
         self.hook = hook
+        self.waiter = waiter
         self.current: str | None = trigger.run_id
         self.after = parse_time(trigger.created_after)
         self.before = parse_time(trigger.created_before)
@@ -125,19 +148,23 @@ class _RunTracker:
             log.info(
                 "Exa monitor %s: selected %s, the oldest run created in the window.", t.monitor_id, found.describe()
             )
-            self.current = found.id
-        run = await self.hook.aget_run(t.monitor_id, self.current, t.monitor_type)
+            self._follow(found.id)
+        run = await self.hook.aget_run(t.monitor_id, self.run_id(), t.monitor_type)
         run = await self.hook.afollow_replacement(t.monitor_id, run, t.monitor_type)
-        self.current = run.id
+        self._follow(run.id)
         return run
+
+    def _follow(self, run_id: str) -> None:
+        """The run awaited from now on; the log lines and messages name it."""
+        self.current = run_id
+        t = self.trigger
+        self.waiter.label = f"Exa {t.monitor_type} monitor {t.monitor_id} run {run_id}"
 
     @staticmethod
     def status_of(run: ExaMonitorRun | None) -> tuple[bool, str]:
         if run is None:
             return False, "without a run in the window yet"
-        if run.status.is_terminal:
-            return True, str(run.raw_status)
-        return False, f"{run.raw_status} (run {run.id})"
+        return run.status.is_terminal, str(run.raw_status)
 
 
 # --- event-driven scheduling (AssetWatcher) ----------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_monid._request_policy import deadline_scope
 from airflow_monid._task_state import STOP_ON_STATES, task_state_now
 from airflow_monid._waiting import Waiter, bounded
 from airflow_monid.exceptions import PermanentError, ProviderError
@@ -117,7 +118,8 @@ class MonidRunTrigger(BaseTrigger):
             if poller.size >= settings.max_connections:
                 await asyncio.sleep(random.uniform(0, max(0.0, min(self.poll_interval, self.end_time - time.time()))))
             try:
-                run = await bounded(hook.aget_run(self.run_id), waiter.remaining())
+                with deadline_scope(self.end_time):
+                    run = await bounded(hook.aget_run(self.run_id), waiter.remaining())
             except PermanentError as exc:
                 return self._event("error", waiter, str(exc))
             except (TimeoutError, ProviderError) as exc:
@@ -142,7 +144,8 @@ class MonidRunTrigger(BaseTrigger):
                     return self._event("terminal", waiter)
                 remaining = self.end_time - time.time()
                 if remaining <= 0:
-                    waiter.last_error = watch.last_error or waiter.last_error
+                    if watch.last_error:  # cleared by every successful read: the latest reads failed
+                        return self._event("timeout", waiter, self._unread_message(waiter, watch.last_error))
                     return self._event("timeout", waiter, waiter.timeout_message())
                 watch.changed.clear()
                 try:
@@ -153,6 +156,13 @@ class MonidRunTrigger(BaseTrigger):
                     pass
         finally:
             self._release()
+
+    def _unread_message(self, waiter: Waiter, last_error: str) -> str:
+        seen = waiter.last_status or "never read"
+        return (
+            f"Monid run {self.run_id}: its state at the deadline is unknown: the latest status reads failed "
+            f"(last error: {last_error}) (last seen: {seen})."
+        )
 
     def _release(self) -> None:
         if self._watch is not None:
