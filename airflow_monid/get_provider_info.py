@@ -58,6 +58,8 @@ def get_provider_info() -> dict[str, Any]:
                 "path": "airflow_monid.decorators.monid.monid_task",
             }
         ],
+        # The "Monid spend" page and JSON API on the API server (README "Spend: what every DAG costs").
+        "plugins": [{"name": "monid_spend", "plugin-class": "airflow_monid.plugins.spend.MonidSpendPlugin"}],
         "extra-links": [
             "airflow_monid.operators.monid.MonidRunLink",
             "airflow_monid.operators.exa.ExaRunLink",

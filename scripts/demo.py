@@ -71,8 +71,36 @@ def main() -> int:
     paid = emulator.count("POST", "/v1/run")
     print(f"\nEmulator saw {len(emulator.requests())} API requests, {paid} of them paid Monid runs.")
     emulator.stop()
+    _print_spend()
     print("\nAll example DAGs succeeded." if not failures else f"\n{failures} example DAG(s) did not succeed.")
     return 1 if failures else 0
+
+
+def _print_spend() -> None:
+    """What the example DAGs spent (their spend records), and where to see it per DAG, task and day."""
+    from airflow.utils.session import create_session
+
+    from airflow_monid._spend.query import SpendFilter
+    from airflow_monid._spend.report import public, spend_report
+
+    with create_session() as session:
+        report = public(
+            spend_report(
+                session, SpendFilter.parse(None, None), "dag", readable=None, may_see_workspace=bool, bill=None
+            )
+        )
+    print(
+        f"\nMonid spend recorded by the example DAGs: {report['total']:g} {report['currency']} "
+        f"over {report['runs']} runs."
+    )
+    print(
+        "See it on the Monid spend page (per DAG, task, endpoint and day):\n"
+        f"  AIRFLOW_HOME={HOME} AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True "
+        "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS=False .venv/bin/airflow api-server --port 8080\n"
+        "  then open http://127.0.0.1:8080/monid/spend (JSON: http://127.0.0.1:8080/monid/api/v1/spend?group_by=dag;\n"
+        "  Airflow 3.1+: Browse > Monid spend, and a Monid spend tab on each DAG). The emulator has stopped, so the\n"
+        "  page says Monid's own figures are unavailable and shows Airflow's records."
+    )
 
 
 if __name__ == "__main__":

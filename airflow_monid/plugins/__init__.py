@@ -1,0 +1,1 @@
+"""Airflow plugins of this provider, registered through its provider info (``plugins``)."""
