@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from airflow_monid.exceptions import ConfigError
@@ -67,6 +68,20 @@ def require_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}.")
     return float(value)
+
+
+def require_sensor_timing(values: Mapping[str, Any]) -> None:
+    """A sensor's ``timeout``/``poke_interval``: finite numbers of seconds or timedeltas (Airflow's own
+    check refuses NaN but lets infinity through to an ``OverflowError`` with no hint)."""
+    for name in ("timeout", "poke_interval"):
+        value = values.get(name)
+        if value is None or isinstance(value, timedelta):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ConfigError(
+                f"{name} must be a finite number of seconds >= 0 or a timedelta, got {value!r}; for a long wait "
+                "give a large finite number (e.g. 7 days: 604800)."
+            )
 
 
 def require_json_object(value: Any, name: str = "input") -> dict[str, Any]:

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 
 class _MonidDecoratedOperator(DecoratedOperator, MonidRunOperator):
-    """A :class:`~airflow_monid.operators.monid.MonidRunOperator` whose ``input`` is the return value of ``python_callable``.
+    """A :class:`~airflow_monid.operators.monid.MonidRunOperator` whose ``input`` is the return value of
+    ``python_callable``.
 
     :param python_callable: returns the run's input (a JSON object).
     :param op_args: positional arguments of the callable (templated).
@@ -103,7 +104,8 @@ def monid_task(
     multiple_outputs: bool | None = None,
     **kwargs: Any,
 ) -> TaskDecorator:
-    """Wrap a function that returns a Monid run's input into a :class:`~airflow_monid.operators.monid.MonidRunOperator` task.
+    """Wrap a function that returns a Monid run's input into a
+    :class:`~airflow_monid.operators.monid.MonidRunOperator` task.
 
     ``kwargs`` are the operator's arguments (``provider``, ``endpoint``, ``max_cost``,
     ``validate_input``, ``deferrable``...) and any ``BaseOperator`` argument. The task returns the run's

@@ -7,12 +7,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, BaseOperatorLink, XCom, conf
+from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
 from airflow_monid._deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._exactly_once import RunLedger
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import ExaLineage
+from airflow_monid._links import TaskStateLink
 from airflow_monid._request_policy import deadline_scope
 from airflow_monid._validation import require_positive, require_text
 from airflow_monid._waiting import Waiter
@@ -31,7 +32,7 @@ from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context, TaskInstanceKey
+    from airflow.providers.common.compat.sdk import Context
     from airflow.triggers.base import BaseTrigger
 
 LEDGER_KEY = "exa_monitor_run"
@@ -46,34 +47,33 @@ def monitor_digest(monitor_id: str) -> str:
     return hashlib.sha256(f"exa-search-monitor:{monitor_id}".encode()).hexdigest()
 
 
-class ExaRunLink(BaseOperatorLink):
+class ExaRunLink(TaskStateLink):
     """The run in Exa's dashboard: ``<dashboard_url>/monitors/<id>/runs/<run>`` (Exa documents no such
     URL: unverified; the connection's ``dashboard_url`` extra sets the base). Search monitors only."""
 
     name = "Exa Run"
-
-    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        # Stored as XCom by the worker: the API server imports no provider code (see MonidRunLink).
-        return XCom.get_value(key="run_url", ti_key=ti_key) or ""
+    attribute = "run_url"
 
 
-class ExaMonitorLink(BaseOperatorLink):
+class ExaMonitorLink(TaskStateLink):
     """The monitor in Exa's dashboard: ``<dashboard_url>/monitors/<id>`` (unverified, as :class:`ExaRunLink`)."""
 
     name = "Exa Monitor"
-
-    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        return XCom.get_value(key="monitor_url", ti_key=ti_key) or ""
+    attribute = "monitor_url"
 
 
-def publish_links(context: Any, hook: ExaHook, monitor_id: str, monitor_type: str, run_id: str | None) -> None:
-    """Push the link XComs; Websets monitors get none (their pages' URLs are not known)."""
+def publish_links(
+    task: Any, context: Any, hook: ExaHook, monitor_id: str, monitor_type: str, run_id: str | None
+) -> None:
+    """Keep the link URLs on ``task`` (what its links resolve to) and push them as XCom; Websets
+    monitors get none (their pages' URLs are not known, and their tasks register no links)."""
     if monitor_type != "search":
         return
-    monitor_url = f"{hook.dashboard_url()}/monitors/{monitor_id}"
-    context["ti"].xcom_push(key="monitor_url", value=monitor_url)
+    task.monitor_url = f"{hook.dashboard_url()}/monitors/{monitor_id}"
+    context["ti"].xcom_push(key="monitor_url", value=task.monitor_url)
     if run_id:
-        context["ti"].xcom_push(key="run_url", value=f"{monitor_url}/runs/{run_id}")
+        task.run_url = f"{task.monitor_url}/runs/{run_id}"
+        context["ti"].xcom_push(key="run_url", value=task.run_url)
 
 
 class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOperator):
@@ -146,6 +146,8 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         self.retrigger_on_unclear = retrigger_on_unclear
         self.output_path = output_path
         self.run_id: str | None = None
+        self.run_url: str | None = None  # the task's links, once known (publish_links)
+        self.monitor_url: str | None = None
         self._listing: Waiter | None = None  # the last search for a new run: its errors, for the messages
 
     def _hook(self) -> ExaHook:
@@ -159,7 +161,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         if run.id != self.run_id:
             self._ledger(context).remember(run.id, monitor_digest(self.monitor_id))
             context["ti"].xcom_push(key="run_id", value=run.id)
-            publish_links(context, self._hook(), self.monitor_id, "search", run.id)
+            publish_links(self, context, self._hook(), self.monitor_id, "search", run.id)
             self.run_id = run.id
 
     # --- the lifecycle's plug-ins ------------------------------------------------------------------
@@ -214,7 +216,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         hook = self._hook()
         hook.prefix("search")  # a bad URL, key or path extra fails here, before any money is spent
         self._check_output_path(context)
-        publish_links(context, hook, monitor_id, "search", None)
+        publish_links(self, context, hook, monitor_id, "search", None)
         deadline = Deadline.for_try(context, self.timeout, self.execution_timeout)
         run = self._obtain_run(context, hook, monitor_id, deadline)
         self._known(context, run)

@@ -11,8 +11,9 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow_monid._deferral import Deadline
 from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import ExaLineage
+from airflow_monid._links import TaskStateLink
 from airflow_monid._request_policy import deadline_scope
-from airflow_monid._validation import require_text
+from airflow_monid._validation import require_sensor_timing, require_text
 from airflow_monid._waiting import Waiter
 from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
@@ -86,7 +87,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
         "exa_conn_id",
         "output_path",
     )
-    operator_extra_links = (ExaRunLink(), ExaMonitorLink())
+    operator_extra_links: tuple[TaskStateLink, ...] = (ExaRunLink(), ExaMonitorLink())
     ui_color = "#eef6ea"
 
     def __init__(
@@ -104,17 +105,23 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
+        require_sensor_timing({**kwargs, "poke_interval": poke_interval})
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.output_path = output_path
         self.monitor_id = monitor_id
         self.run_id = run_id
         self.monitor_type = ExaMonitorType.parse(monitor_type).value
+        if self.monitor_type != "search":
+            # Websets pages have no known URL: register no link that would always be empty.
+            self.operator_extra_links = ()
         self.created_after = created_after
         self.created_before = created_before
         self.exa_conn_id = exa_conn_id
         self.search_monitors_path = search_monitors_path
         self.deferrable = deferrable
         self._followed: str | None = None  # the run selected or followed so far, within one process
+        self.run_url: str | None = None  # the task's links, once known (publish_links)
+        self.monitor_url: str | None = None
         self._context: Any = None
         self._waiter: Waiter | None = None  # this try's last status and poll errors
         self._bounds: tuple[datetime | None, datetime | None] = (None, None)  # the window last listed
@@ -183,7 +190,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
 
     def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
         context["ti"].xcom_push(key="run_id", value=run.id)
-        publish_links(context, self._hook(), self.monitor_id, self.monitor_type, run.id)
+        publish_links(self, context, self._hook(), self.monitor_id, self.monitor_type, run.id)
         if run.status is not ExaRunStatus.COMPLETED:
             # A run that did not complete: a monitor that died meanwhile says why better than the run.
             self._check(self._hook())

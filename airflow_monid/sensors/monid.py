@@ -21,7 +21,7 @@ from airflow_monid._lifecycle import RunLifecycle
 from airflow_monid._lineage import MonidLineage
 from airflow_monid._outcome import apply_outcome
 from airflow_monid._request_policy import deadline_scope
-from airflow_monid._validation import require_statuses, require_text
+from airflow_monid._validation import require_sensor_timing, require_statuses, require_text
 from airflow_monid._waiting import Waiter
 from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
@@ -110,6 +110,7 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], KeepsDeadline, BaseSe
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
+        require_sensor_timing(kwargs)
         super().__init__(**kwargs)
         self.run_id = run_id
         self.output_path = output_path
