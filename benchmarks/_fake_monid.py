@@ -2,12 +2,15 @@
 
 Independent of airflow_monid: raw asyncio HTTP/1.1 with keep-alive, one process, so that the API is
 never what limits a triggerer holding 10,000 runs. Serves ``GET /v1/runs`` (newest first, ``limit``
-and ``cursor``) and ``GET /v1/runs/{id}``; benchmark control under ``/_ctl/``:
+and ``cursor``) and ``GET /v1/runs/{id}``; for benchmarks/task_overhead.py also ``POST /v1/run`` (a sync
+provider: a COMPLETED run at once, not kept) and ``POST /v1/inspect`` (a PER_CALL price and an input
+schema that accepts any object with an integer ``i``). Benchmark control under ``/_ctl/``:
 
 * ``POST /_ctl/setup`` ``{"n": N, "noise": k}``: runs ``bench-0`` .. ``bench-{N-1}`` RUNNING, plus
   ``k`` finished runs of other callers interleaved (they fill list pages, as real workspaces do);
 * ``POST /_ctl/complete`` ``{"ids": [...]}``: those runs become COMPLETED now; answers the time;
-* ``GET /_ctl/stats``: request counts (list, single) since setup, and completion times;
+* ``GET /_ctl/stats``: request counts (list, single) since setup, completion times, and ``paths``:
+  requests per ``METHOD /path`` (run ids as ``{id}``) since the fake started;
 * ``GET /_ctl/gaps``: per run waited for, the longest time its status went unread since the last call.
 
 Run: python benchmarks/_fake_monid.py PORT
@@ -31,6 +34,8 @@ class FakeMonid:
         self.completed_at: dict[str, float] = {}
         self.seen: dict[str, float] = {}  # run id -> last time its status was served
         self.max_gap: dict[str, float] = {}
+        self.paths: dict[str, int] = {}  # "METHOD /path" -> requests since start (never reset)
+        self.submitted = 0
 
     def observe(self, run_id: str, now: float) -> None:
         last = self.seen.get(run_id)
@@ -76,9 +81,45 @@ class FakeMonid:
             self.completed_at[run_id] = now
         return {"at": now}
 
+    def count(self, method: str, path: str) -> None:
+        if path.startswith("/_ctl/"):
+            return
+        if path.startswith("/v1/runs/"):
+            path = "/v1/runs/{id}" + ("/stop" if path.endswith("/stop") else "")
+        key = f"{method} {path}"
+        self.paths[key] = self.paths.get(key, 0) + 1
+
+    def submit(self, body: bytes) -> dict[str, Any]:
+        """A sync provider's answer to ``POST /v1/run``: the finished run with its output."""
+        data = json.loads(body or b"{}")
+        self.submitted += 1
+        now = time.time()
+        run = self._run(f"sync-{self.submitted}", "COMPLETED", now)
+        run.update(provider=data.get("provider"), endpoint=data.get("endpoint"), input=data.get("input"))
+        run["output"] = [{"input": data.get("input"), "text": "x" * 200}]
+        run["price"] = {"type": "PER_CALL", "amount": 0.003, "currency": "USD"}
+        run["resultCount"], run["completedAt"] = 1, run["createdAt"]
+        return run
+
+    @staticmethod
+    def inspect(body: bytes) -> dict[str, Any]:
+        data = json.loads(body or b"{}")
+        schema = {"type": "object", "properties": {"i": {"type": "integer"}}, "required": ["i"]}
+        return {
+            "provider": data.get("provider"),
+            "endpoint": data.get("endpoint"),
+            "price": {"type": "PER_CALL", "amount": {"value": 0.003, "currency": "USD"}},
+            "input": {"body": schema, "bodyType": "json"},
+        }
+
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
         url = urlsplit(target)
         path = url.path
+        self.count(method, path)
+        if path == "/v1/run" and method == "POST":
+            return 200, self.submit(body)
+        if path == "/v1/inspect" and method == "POST":
+            return 200, self.inspect(body)
         if path == "/v1/runs" and method == "GET":
             self.stats["list"] += 1
             query = parse_qs(url.query)
@@ -108,7 +149,7 @@ class FakeMonid:
             self.max_gap = {}
             return 200, {"gaps": gaps}
         if path == "/_ctl/stats":
-            return 200, {**self.stats, "completed_at": self.completed_at}
+            return 200, {**self.stats, "completed_at": self.completed_at, "paths": self.paths}
         self.stats["other"] += 1
         return 404, {"message": "Not found"}
 
