@@ -34,8 +34,8 @@ async def _client_costs(n: int = 200) -> None:
     per_client = (time.perf_counter() - started) / n * 1000
     for client in clients:
         await client.aclose()
-    from airflow_monid._request_policy import ApiSettings
-    from airflow_monid._transport import async_client
+    from airflow_monid._http.policy import ApiSettings
+    from airflow_monid._http.transport import async_client
     from airflow_monid.hooks.monid import MONID_PROFILE
 
     settings = ApiSettings(profile=MONID_PROFILE, base_url="https://api.monid.ai", api_key="x")
@@ -47,7 +47,7 @@ async def _client_costs(n: int = 200) -> None:
 
 
 async def _fanout(emu: Emulator, n: int, polls: int, conn_id: str) -> None:
-    from airflow_monid._transport import pool_size
+    from airflow_monid._http.transport import pool_size
     from airflow_monid.triggers.monid import MonidRunTrigger
 
     emu.reset()

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from airflow_monid import _preflight
-from airflow_monid._cost_guard import Price, actual_cost, check_price, results_cap
-from airflow_monid._input_schema import check, plan, published_schemas
-from airflow_monid._preflight import before_paying, inspect_cached, require_options, with_cost
+from airflow_monid._monid import preflight as _preflight
+from airflow_monid._monid.cost_guard import Price, actual_cost, check_price, results_cap
+from airflow_monid._monid.input_schema import check, plan, published_schemas
+from airflow_monid._monid.preflight import before_paying, inspect_cached, require_options, with_cost
 from airflow_monid.exceptions import ConfigError, CostLimitError, InputSchemaError, PermanentError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.operators.monid import MonidRunOperator

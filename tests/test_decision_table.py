@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from airflow_monid import _preflight
-from airflow_monid._exactly_once import LEDGER_KEY
+from airflow_monid._monid import preflight as _preflight
+from airflow_monid._monid.exactly_once import LEDGER_KEY
 from airflow_monid.exceptions import CostLimitError, InputSchemaError, PermanentError, TransientAPIError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.hooks.monid import MonidHook
@@ -326,7 +326,7 @@ def test_exa_errors_never_echo_the_key(connections: Emulator) -> None:
 @pytest.mark.parametrize("status", ["COMPLETED", "FAILED", "TIMED_OUT", "STOPPED", "BLOCKED", "RUNNING", "NEW"])
 def test_outcome_verdicts_follow_the_readme_table(status: str, http: int | None) -> None:
     """The decision, written out independently of the code: success, no data, retry, fail, or wait."""
-    from airflow_monid._outcome import Verdict, is_reusable, judge
+    from airflow_monid._monid.outcome import Verdict, is_reusable, judge
     from airflow_monid.models.monid import MonidRun
 
     body: dict[str, Any] = {"runId": "r", "status": status, "output": {"x": 1}}

@@ -21,10 +21,8 @@ import pytest
 import respx
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
-from airflow_monid import _deferral
-from airflow_monid._connection import base_url_from
-from airflow_monid._deferral import Deadline
-from airflow_monid._request_policy import (
+from airflow_monid._http.connection import base_url_from
+from airflow_monid._http.policy import (
     DEADLINE_MARGIN,
     ApiRequest,
     ApiSettings,
@@ -33,7 +31,9 @@ from airflow_monid._request_policy import (
     current_deadline,
     deadline_scope,
 )
-from airflow_monid._waiting import Waiter
+from airflow_monid._runtime import deferral as _deferral
+from airflow_monid._runtime.deferral import Deadline
+from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import ConfigError, PermanentAPIError, TransportError, UnclearRequestError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.hooks.monid import MONID_PROFILE, MonidHook

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from airflow_monid._exa import watermark as _watermark
 from airflow_monid.exceptions import MonidConfigError
 from airflow_monid.models._base import parse_time
 from airflow_monid.models.exa_events import ExaMonitorRunEvent, exa_runs_from_events
 from airflow_monid.testing.emulator import Emulator
-from airflow_monid.triggers import _watermark
 from airflow_monid.triggers import exa as exa_triggers
 from airflow_monid.triggers.exa import ExaMonitorRunWatcher
 from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_monid._preflight import clear_inspect_cache
+from airflow_monid._monid.preflight import clear_inspect_cache
 from airflow_monid.exceptions import ConfigError, InputSchemaError, PermanentError, TransientAPIError
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.sensors.exa import ExaMonitorRunSensor

@@ -14,9 +14,11 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from airflow_monid import __version__, _request_policy, _transport
-from airflow_monid._connection import USER_AGENT, base_url_from, read_extra
-from airflow_monid._request_policy import (
+from airflow_monid import __version__
+from airflow_monid._http import policy as _request_policy
+from airflow_monid._http import transport as _transport
+from airflow_monid._http.connection import USER_AGENT, base_url_from, read_extra
+from airflow_monid._http.policy import (
     ApiRequest,
     RetryPolicy,
     build_path,

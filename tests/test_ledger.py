@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_monid._exactly_once import LEDGER_KEY
+from airflow_monid._monid.exactly_once import LEDGER_KEY
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.testing import Emulator
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_monid._lineage import api_namespace, storage_dataset
+from airflow_monid._runtime.lineage import api_namespace, storage_dataset
 from airflow_monid.operators.exa import ExaTriggerMonitorOperator
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.sensors.exa import ExaMonitorRunSensor

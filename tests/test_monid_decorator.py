@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_monid._preflight import VARIABLE_PREFIX, clear_inspect_cache
+from airflow_monid._monid.preflight import VARIABLE_PREFIX, clear_inspect_cache
 from airflow_monid.testing import Emulator
 from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
 from tests._support import EXAMPLE_DAGS, TEST_DAGS, load_dag, task_states, task_tries, xcoms

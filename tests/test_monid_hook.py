@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_monid._outcome import apply_outcome, is_reusable, provider_status, reason_of
+from airflow_monid._monid.outcome import apply_outcome, is_reusable, provider_status, reason_of
 from airflow_monid.exceptions import (
     MonidAPIError,
     MonidConfigError,

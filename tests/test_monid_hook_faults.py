@@ -20,7 +20,7 @@ import httpx
 import pytest
 import respx
 
-from airflow_monid import _transport as _http
+from airflow_monid._http import transport as _http
 from airflow_monid.exceptions import (
     MonidAPIError,
     MonidError,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_monid._output_store import (
+from airflow_monid._runtime.output_store import (
     OutputWriteError,
     check_output_path,
     exa_output,

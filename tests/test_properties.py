@@ -22,8 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_monid._outcome import apply_outcome, is_reusable, reason_of
-from airflow_monid._request_policy import (
+from airflow_monid._http.policy import (
     ApiRequest,
     ApiResponse,
     ApiSettings,
@@ -32,6 +31,7 @@ from airflow_monid._request_policy import (
     build_path,
     encode_segment,
 )
+from airflow_monid._monid.outcome import apply_outcome, is_reusable, reason_of
 from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError, MonidUnclearSubmitError
 from airflow_monid.hooks.monid import MONID_PROFILE, MonidHook, _monid_error_message, _submitted_run
 from airflow_monid.models.monid import MonidRun, MonidRunPage, MonidRunStatus

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from airflow_monid._request_policy import ApiSettings
+from airflow_monid._http.policy import ApiSettings
+from airflow_monid._monid.status_poller import PollingOptions, StatusPoller
 from airflow_monid.hooks.monid import MONID_PROFILE
 from airflow_monid.testing.emulator import Emulator
-from airflow_monid.triggers._status_poller import PollingOptions, StatusPoller
 from airflow_monid.triggers.monid import MonidRunSensorTrigger, MonidRunTrigger
 from tests._support import MONID_KEY, monid_conn
 
@@ -292,7 +292,7 @@ async def test_one_connection_lookup_serves_every_trigger_of_the_loop(
     connections: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In a triggerer each lookup is a round trip through its supervisor: 10,000 triggers, one lookup."""
-    from airflow_monid.hooks import _api_hook
+    from airflow_monid._http import base_hook as _api_hook
 
     emu = connections
     real = _api_hook.get_async_connection

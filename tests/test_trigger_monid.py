@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_monid import _transport as _http
+from airflow_monid._http import transport as _http
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.events import parse_event
 from airflow_monid.testing.emulator import Emulator

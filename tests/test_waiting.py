@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from airflow_monid import _waiting
-from airflow_monid._waiting import Waiter, await_terminal, wait_on_worker
+from airflow_monid._runtime import waiting as _waiting
+from airflow_monid._runtime.waiting import Waiter, await_terminal, wait_on_worker
 from airflow_monid.exceptions import PermanentAPIError, TransientAPIError
 from airflow_monid.testing import Emulator
 from airflow_monid.triggers.monid import MonidRunTrigger

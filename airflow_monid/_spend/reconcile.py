@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from airflow_monid._cost_guard import actual_cost
+from airflow_monid._monid.cost_guard import actual_cost
 
 log = logging.getLogger("airflow_monid.spend")
 
@@ -134,7 +134,7 @@ def _quick_hook(conn_id: str) -> Any:
     """A Monid hook for a page view: short timeouts, at most two attempts (a page must not hang on an outage)."""
     import httpx
 
-    from airflow_monid._request_policy import RetryPolicy
+    from airflow_monid._http.policy import RetryPolicy
     from airflow_monid.hooks.monid import MonidHook
 
     hook = MonidHook(conn_id)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_monid._cost_guard import PER_CALL_TYPES, PER_RESULT_TYPES, Price, actual_cost
+from airflow_monid._monid.cost_guard import PER_CALL_TYPES, PER_RESULT_TYPES, Price, actual_cost
 
 log = logging.getLogger("airflow_monid.spend")
 

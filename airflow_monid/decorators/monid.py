@@ -27,7 +27,7 @@ from airflow.providers.common.compat.sdk import (
     task_decorator_factory,
 )
 
-from airflow_monid._validation import require_json_object
+from airflow_monid._runtime.validation import require_json_object
 from airflow_monid.exceptions import ConfigError
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS

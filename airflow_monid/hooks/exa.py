@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
 
-from airflow_monid._connection import read_extra
-from airflow_monid._request_policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings, build_path
+from airflow_monid._http.base_hook import ApiHook, Call
+from airflow_monid._http.connection import read_extra
+from airflow_monid._http.policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings, build_path
 from airflow_monid.exceptions import (
     ConfigError,
     PaginationLoopError,
@@ -16,7 +17,6 @@ from airflow_monid.exceptions import (
     ProviderError,
     ResponseError,
 )
-from airflow_monid.hooks._api_hook import ApiHook, Call
 from airflow_monid.models.exa import ExaMonitor, ExaMonitorRun, ExaMonitorType, ExaPage, ExaRunStatus, RunWindow
 
 SEARCH_MONITORS_PATHS = ("/monitors", "/search-monitors")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_monid._request_policy import NOT_RESENT, ApiProfile, ApiRequest, ApiResponse, build_path
-from airflow_monid._validation import require_json_object, require_text
+from airflow_monid._http.base_hook import ApiHook, Call
+from airflow_monid._http.policy import NOT_RESENT, ApiProfile, ApiRequest, ApiResponse, build_path
+from airflow_monid._runtime.validation import require_json_object, require_text
 from airflow_monid.exceptions import APIError, PaginationLoopError, ResponseError, UnclearRequestError
-from airflow_monid.hooks._api_hook import ApiHook, Call
 from airflow_monid.models.monid import MonidRun, MonidRunPage
 
 
@@ -225,7 +225,7 @@ class MonidHook(ApiHook):
         return self._call(Call(ApiRequest("GET", "/v1/wallet/balance"), _json))
 
     def app_url(self) -> str:
-        from airflow_monid._connection import read_extra
+        from airflow_monid._http.connection import read_extra
 
         self.settings  # noqa: B018 - loads the extras
         value = read_extra(self.connection_extras, self.conn_type, "app_url")

@@ -36,7 +36,7 @@ class MonidRunStatus(str, Enum):
     @property
     def is_completed(self) -> bool:
         """Only ``COMPLETED``: the provider answered. Whether with data, ``providerResponse`` says
-        (:func:`airflow_monid._outcome.judge`)."""
+        (:func:`airflow_monid._monid.outcome.judge`)."""
         return self is MonidRunStatus.COMPLETED
 
     @property

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
-from airflow_monid._deferral import Deadline, cycle_of, try_number_of
-from airflow_monid._exactly_once import RunLedger
-from airflow_monid._lifecycle import RunLifecycle
-from airflow_monid._lineage import ExaLineage
-from airflow_monid._links import TaskStateLink
-from airflow_monid._request_policy import deadline_scope
-from airflow_monid._validation import require_positive, require_text
-from airflow_monid._waiting import Waiter
+from airflow_monid._http.policy import deadline_scope
+from airflow_monid._monid.exactly_once import RunLedger
+from airflow_monid._runtime.deferral import Deadline, cycle_of, try_number_of
+from airflow_monid._runtime.lifecycle import RunLifecycle
+from airflow_monid._runtime.lineage import ExaLineage
+from airflow_monid._runtime.links import TaskStateLink
+from airflow_monid._runtime.validation import require_positive, require_text
+from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import (
     ConfigError,
     ExaRunError,

@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
-from airflow_monid._deferral import Deadline, cycle_of, try_number_of
-from airflow_monid._exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
-from airflow_monid._lifecycle import RunLifecycle
-from airflow_monid._lineage import MonidLineage
-from airflow_monid._links import TaskStateLink
-from airflow_monid._outcome import apply_outcome, is_reusable
-from airflow_monid._preflight import before_paying, require_options, with_cost
-from airflow_monid._spend import record_spend, record_stopped
-from airflow_monid._task_state import STOP_ON_STATES, task_state_on_worker
-from airflow_monid._validation import (
+from airflow_monid._monid.exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
+from airflow_monid._monid.outcome import apply_outcome, is_reusable
+from airflow_monid._monid.preflight import before_paying, require_options, with_cost
+from airflow_monid._runtime.deferral import Deadline, cycle_of, try_number_of
+from airflow_monid._runtime.lifecycle import RunLifecycle
+from airflow_monid._runtime.lineage import MonidLineage
+from airflow_monid._runtime.links import TaskStateLink
+from airflow_monid._runtime.task_state import STOP_ON_STATES, task_state_on_worker
+from airflow_monid._runtime.validation import (
     require_finite_numbers,
     require_json_object,
     require_positive,
@@ -26,6 +25,7 @@ from airflow_monid._validation import (
     require_text,
     require_text_when_built,
 )
+from airflow_monid._spend import record_spend, record_stopped
 from airflow_monid.exceptions import PermanentAPIError, ProviderError, RunError, UnclearRequestError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun

@@ -34,7 +34,7 @@ background:var(--card);color:var(--fg)}button{cursor:pointer}
 .notice{background:var(--warn-bg);color:var(--warn-fg);border-radius:6px;padding:8px 12px;margin:6px 0}
 table{border-collapse:collapse;width:100%;margin-bottom:6px}th,td{text-align:left;padding:5px 8px;
 border-bottom:1px solid var(--line);vertical-align:top}th{font-size:12px;color:var(--muted);font-weight:600}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.grid2{display:grid;
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.grid2{display:grid;
 grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:0 24px}.muted{color:var(--muted)}
 .bad{color:var(--bad)}svg text{fill:var(--muted);font-size:10px}svg .bar{fill:var(--bar)}
 svg .axis{stroke:var(--line)}.empty{padding:24px;text-align:center;color:var(--muted);
@@ -230,7 +230,8 @@ def _workspace(report: dict[str, Any]) -> str:
             parts.append(
                 f"<div class=card><div class=l>connection {escape(c['conn_id'])}</div><ul>{''.join(items)}</ul></div>"
             )
-    return ("<h2>Workspace</h2><div class=cards>" + "".join(parts) + "</div>") if parts else ""
+    wide = "<div class=cards style='grid-template-columns:repeat(auto-fill,minmax(320px,1fr))'>"
+    return ("<h2>Workspace</h2>" + wide + "".join(parts) + "</div>") if parts else ""
 
 
 def _mismatches(report: dict[str, Any]) -> str:

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_monid._deferral import Deadline
-from airflow_monid._lifecycle import RunLifecycle
-from airflow_monid._lineage import ExaLineage
-from airflow_monid._links import TaskStateLink
-from airflow_monid._request_policy import deadline_scope
-from airflow_monid._validation import require_sensor_timing, require_text
-from airflow_monid._waiting import Waiter
+from airflow_monid._http.policy import deadline_scope
+from airflow_monid._runtime.deferral import Deadline
+from airflow_monid._runtime.lifecycle import RunLifecycle
+from airflow_monid._runtime.lineage import ExaLineage
+from airflow_monid._runtime.links import TaskStateLink
+from airflow_monid._runtime.validation import require_sensor_timing, require_text
+from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.events import RunEvent

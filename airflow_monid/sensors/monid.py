@@ -16,13 +16,13 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_monid._deferral import Deadline
-from airflow_monid._lifecycle import RunLifecycle
-from airflow_monid._lineage import MonidLineage
-from airflow_monid._outcome import apply_outcome
-from airflow_monid._request_policy import deadline_scope
-from airflow_monid._validation import require_sensor_timing, require_statuses, require_text
-from airflow_monid._waiting import Waiter
+from airflow_monid._http.policy import deadline_scope
+from airflow_monid._monid.outcome import apply_outcome
+from airflow_monid._runtime.deferral import Deadline
+from airflow_monid._runtime.lifecycle import RunLifecycle
+from airflow_monid._runtime.lineage import MonidLineage
+from airflow_monid._runtime.validation import require_sensor_timing, require_statuses, require_text
+from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun

@@ -11,12 +11,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_monid._waiting import Waiter, bounded
+from airflow_monid._exa.watermark import RunLedger, StateKeeper, normalise_statuses, state_key
+from airflow_monid._runtime.events import wait_for_event
+from airflow_monid._runtime.waiting import Waiter, bounded
 from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time
-from airflow_monid.triggers._events import wait_for_event
-from airflow_monid.triggers._watermark import RunLedger, StateKeeper, normalise_statuses, state_key
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ExaMonitorRunTrigger(BaseTrigger):
     ``[created_after, created_before)`` to appear, then polls it. A run cancelled because a newer
     run replaced it is followed to that newer run; the event then names the run followed.
 
-    Yields exactly one small event (see :class:`~airflow_monid.triggers._events.RunEvent`):
+    Yields exactly one small event (see :class:`~airflow_monid._runtime.events.RunEvent`):
     ``status`` is ``terminal``, ``timeout`` or ``error``; ``run_id`` is ``""`` when no run appeared.
     The task fetches the run again on resume, so no output is stored in the trigger table.
 

@@ -11,15 +11,15 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_monid._request_policy import deadline_scope
-from airflow_monid._task_state import STOP_ON_STATES, task_state_now
-from airflow_monid._waiting import Waiter, bounded
+from airflow_monid._http.policy import deadline_scope
+from airflow_monid._monid.status_poller import PollingOptions, StatusPoller, Watch, epoch_of
+from airflow_monid._runtime.events import wait_for_event
+from airflow_monid._runtime.task_state import STOP_ON_STATES, task_state_now
+from airflow_monid._runtime.waiting import Waiter, bounded
 from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.events import RunEvent
 from airflow_monid.models.monid import MonidRun
-from airflow_monid.triggers._events import wait_for_event
-from airflow_monid.triggers._status_poller import PollingOptions, StatusPoller, Watch, epoch_of
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class MonidRunTrigger(BaseTrigger):
     """Waits until the run is terminal or ``end_time`` passes, reading its status at least every
     ``poll_interval`` seconds.
 
-    By default the run joins the :class:`~airflow_monid.triggers._status_poller.StatusPoller` of its
+    By default the run joins the :class:`~airflow_monid._monid.status_poller.StatusPoller` of its
     connection, which reads the statuses of every run waited for in this triggerer from
     ``GET /v1/runs`` pages; with the connection extra ``batch_status_polling: false`` each trigger
     polls ``GET /v1/runs/{run_id}`` itself. Yields exactly one event: ``{"status": "terminal" |

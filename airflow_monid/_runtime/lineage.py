@@ -12,7 +12,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_monid._output_store import OutputStore
+from airflow_monid._runtime.output_store import OutputStore
 
 log = logging.getLogger("airflow_monid.lineage")
 

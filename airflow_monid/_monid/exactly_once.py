@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from airflow_monid._outcome import is_reusable
+from airflow_monid._monid.outcome import is_reusable
 from airflow_monid.exceptions import RunPermanentError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models._base import parse_time
@@ -38,7 +38,7 @@ class RunLedger:
 
     An entry is ``{run_id, hash, delivered, cycle}`` (the Exa operator adds its trigger intent;
     ``@task.monid`` adds ``input``/``input_cycle``, the input its function returned, recorded before paying).
-    ``cycle`` is the first try number of the cycle that wrote it (:func:`~airflow_monid._deferral.cycle_of`):
+    ``cycle`` is the first try number of the cycle that wrote it (:func:`~airflow_monid._runtime.deferral.cycle_of`):
     retries share a cycle, a clear starts a new one.
 
     :param context: the task's context.

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_monid._cost_guard import Price, actual_cost, check_price, results_cap
-from airflow_monid._input_schema import check, message
-from airflow_monid._validation import require_amount
+from airflow_monid._monid.cost_guard import Price, actual_cost, check_price, results_cap
+from airflow_monid._monid.input_schema import check, message
+from airflow_monid._runtime.validation import require_amount
 from airflow_monid.exceptions import InputSchemaError, PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 

@@ -121,7 +121,7 @@ class OutputStore:
     """Mixin for the operators and sensors: ``output_path`` and what the task delivered.
 
     ``delivered_run_id``, ``output_url`` and ``lineage_name`` are set when the task delivers, in the
-    process that finishes it (after a deferral too), for OpenLineage (:mod:`airflow_monid._lineage`).
+    process that finishes it (after a deferral too), for OpenLineage (:mod:`airflow_monid._runtime.lineage`).
     """
 
     output_path: str | None

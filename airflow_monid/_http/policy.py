@@ -1,8 +1,8 @@
 """The request core's policy: what a request is, and what to do with each answer. No I/O here.
 
 One description of a request (:class:`ApiRequest`) and one retry/error policy (:class:`Attempt`)
-serve both :func:`~airflow_monid._transport.send` (``httpx.Client``) and
-:func:`~airflow_monid._transport.asend` (``httpx.AsyncClient``), the way httpx shares its request
+serve both :func:`~airflow_monid._http.transport.send` (``httpx.Client``) and
+:func:`~airflow_monid._http.transport.asend` (``httpx.AsyncClient``), the way httpx shares its request
 model between its two clients. The one written retry table is in the README ("Retry table").
 """
 

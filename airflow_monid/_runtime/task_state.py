@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow_monid._waiting import bounded
+from airflow_monid._runtime.waiting import bounded
 
 log = logging.getLogger(__name__)
 

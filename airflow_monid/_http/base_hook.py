@@ -17,10 +17,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_monid._connection import settings_from_connection
-from airflow_monid._request_policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings
-from airflow_monid._transport import asend, send
-from airflow_monid._validation import require_text
+from airflow_monid._http.connection import settings_from_connection
+from airflow_monid._http.policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings
+from airflow_monid._http.transport import asend, send
+from airflow_monid._runtime.validation import require_text
 from airflow_monid.exceptions import ConfigError
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from airflow_monid._request_policy import DEADLINE_MARGIN, deadline_scope
+from airflow_monid._http.policy import DEADLINE_MARGIN, deadline_scope
 from airflow_monid.exceptions import APIError, PermanentError, ProviderError, TransportError
 
 MAX_ERROR_BACKOFF = 60.0

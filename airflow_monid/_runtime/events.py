@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from airflow_monid._waiting import StatusOf, Waiter, await_terminal
+from airflow_monid._runtime.waiting import StatusOf, Waiter, await_terminal
 from airflow_monid.exceptions import PermanentError
 from airflow_monid.models.events import RunEvent
 

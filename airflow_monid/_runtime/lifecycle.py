@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
-from airflow_monid._deferral import Deadline
-from airflow_monid._waiting import Waiter, wait_on_worker
+from airflow_monid._runtime.deferral import Deadline
+from airflow_monid._runtime.waiting import Waiter, wait_on_worker
 from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.models.events import RunEvent, parse_event
 

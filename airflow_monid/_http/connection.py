@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from airflow_monid import __version__
-from airflow_monid._request_policy import ApiProfile, ApiSettings, RetryPolicy
+from airflow_monid._http.policy import ApiProfile, ApiSettings, RetryPolicy
 from airflow_monid.exceptions import ConfigError
 
 USER_AGENT = f"airflow-provider-monid/{__version__}"

@@ -23,10 +23,10 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_monid._connection import read_extra
-from airflow_monid._request_policy import ApiSettings
-from airflow_monid._transport import asend
-from airflow_monid._waiting import MAX_ERROR_BACKOFF
+from airflow_monid._http.connection import read_extra
+from airflow_monid._http.policy import ApiSettings
+from airflow_monid._http.transport import asend
+from airflow_monid._runtime.waiting import MAX_ERROR_BACKOFF
 from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models._base import parse_time

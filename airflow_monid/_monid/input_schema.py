@@ -17,7 +17,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
-from airflow_monid._cost_guard import COMPOSITE_KEYS
+from airflow_monid._monid.cost_guard import COMPOSITE_KEYS
 
 PARTS = ("body", "queryParams", "pathParams")
 MAX_LISTED = 20  # errors named in one message; the rest are counted

@@ -1,7 +1,7 @@
 """The request core's transport: pooled httpx clients, the concurrency gate, and the two send loops.
 
 :func:`send` and :func:`asend` differ only in how they wait and which client they use; every decision
-is :class:`~airflow_monid._request_policy.Attempt`'s.
+is :class:`~airflow_monid._http.policy.Attempt`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import weakref
 
 import httpx
 
-from airflow_monid._request_policy import ApiRequest, ApiResponse, ApiSettings, Attempt, build
+from airflow_monid._http.policy import ApiRequest, ApiResponse, ApiSettings, Attempt, build
 
 # --- client pools -------------------------------------------------------------------------------
 # Building an httpx client loads the CA bundle (~18 ms of blocking CPU, ~0.8 MiB). One SSL context

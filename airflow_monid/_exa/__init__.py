@@ -1,0 +1,1 @@
+"""Exa's rules: run outcome, the trigger ledger's phases, the watcher's watermark."""
