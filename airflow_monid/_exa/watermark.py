@@ -2,7 +2,7 @@
 
 Two parts:
 
-* :class:`RunLedger` (pure, no I/O): fed the runs listed newest first, it says which runs became
+* :class:`Watermark` (pure, no I/O): fed the runs listed newest first, it says which runs became
   terminal and must be emitted, oldest first, and what state may be **committed**.
 * :class:`StateKeeper`: loads and saves that state in the watcher's ``asset_state_store``
   (Airflow 3.3+), or does nothing when there is none.
@@ -46,7 +46,7 @@ def state_key(monitor_type: str, monitor_id: str) -> str:
     return f"{monitor_type}:{monitor_id}"
 
 
-class RunLedger:
+class Watermark:
     """Runs emitted or settled, and the watermark below which nothing is listed again.
 
     :param state: the committed state to resume from, or ``None`` to start from "now": the first
@@ -178,7 +178,7 @@ def normalise_statuses(statuses: Iterable[Any]) -> list[str]:
 
 
 class StateKeeper:
-    """Loads and saves a watcher's :class:`RunLedger` state in its ``asset_state_store``, if any.
+    """Loads and saves a watcher's :class:`Watermark` state in its ``asset_state_store``, if any.
 
     :param trigger: the watcher; its ``asset_state_store`` is looked up with ``getattr`` (Airflow
         3.3+ injects it before ``run()``; earlier versions have none).
@@ -214,7 +214,7 @@ class StateKeeper:
             )
             self.store = None
             return None
-        state = RunLedger.parse_state(value)
+        state = Watermark.parse_state(value)
         self._saved = state
         return state
 

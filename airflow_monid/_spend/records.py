@@ -127,10 +127,15 @@ def build_record(
 
 def _push(context: Any, record: dict[str, Any]) -> None:
     """Write one record through the Execution API, past any custom XCom backend (whose offloading
-    would leave a reference the API server cannot sum)."""
+    would leave a reference the API server cannot sum). With Airflow's own backend that is simply
+    the task's ``xcom_push``."""
+    from airflow.providers.common.compat.sdk import conf
     from airflow.sdk.bases.xcom import BaseXCom
 
     ti = context["ti"]
+    if conf.get("core", "xcom_backend", fallback="BaseXCom").rsplit(".", 1)[-1] == "BaseXCom":
+        ti.xcom_push(key=spend_key(record["monid_run_id"]), value=record)
+        return
     BaseXCom.set(
         key=spend_key(record["monid_run_id"]),
         value=record,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
+from airflow_monid._exa.ledger import ABOUT_TO_TRIGGER, LEDGER_KEY, REFUSED, REUSABLE, TRIGGERED, monitor_digest
 from airflow_monid._http.policy import deadline_scope
-from airflow_monid._monid.exactly_once import RunLedger
 from airflow_monid._runtime.deferral import Deadline, cycle_of, try_number_of
+from airflow_monid._runtime.ledger import RunLedger
 from airflow_monid._runtime.lifecycle import RunLifecycle
 from airflow_monid._runtime.lineage import ExaLineage
 from airflow_monid._runtime.links import TaskStateLink
@@ -28,23 +28,12 @@ from airflow_monid.exceptions import (
     UnclearRequestError,
 )
 from airflow_monid.hooks.exa import RUNS_PAGE_SIZE, ExaHook
-from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, run_outcome
+from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, run_outcome
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.triggers.base import BaseTrigger
-
-LEDGER_KEY = "exa_monitor_run"
-# Phases of the ledger entry around the billed trigger (README "Decision table", Exa rows).
-ABOUT_TO_TRIGGER = "about_to_trigger"  # written before POST /trigger, with the snapshot of run ids
-TRIGGERED = "triggered"  # written once Exa answered {"triggered": true}
-REFUSED = "refused"  # the trigger failed in a way that started nothing (never arrived, 429, 4xx)
-_REUSABLE = frozenset({ExaRunStatus.PENDING, ExaRunStatus.RUNNING, ExaRunStatus.UNKNOWN, ExaRunStatus.COMPLETED})
-
-
-def monitor_digest(monitor_id: str) -> str:
-    return hashlib.sha256(f"exa-search-monitor:{monitor_id}".encode()).hexdigest()
 
 
 class ExaRunLink(TaskStateLink):
@@ -148,13 +137,19 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         self.run_id: str | None = None
         self.run_url: str | None = None  # the task's links, once known (publish_links)
         self.monitor_url: str | None = None
+        self._run_ledger: RunLedger | None = None
         self._listing: Waiter | None = None  # the last search for a new run: its errors, for the messages
 
     def _hook(self) -> ExaHook:
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
 
     def _ledger(self, context: Context) -> RunLedger:
-        return RunLedger(context, enabled=self.durable, key=LEDGER_KEY, cycle=cycle_of(context, self.retries))
+        """One ledger per try (it keeps the entry in memory after the first read)."""
+        if self._run_ledger is None or self._run_ledger.context is not context:
+            self._run_ledger = RunLedger(
+                context, enabled=self.durable, key=LEDGER_KEY, cycle=cycle_of(context, self.retries)
+            )
+        return self._run_ledger
 
     def _known(self, context: Context, run: ExaMonitorRun) -> None:
         """Persist and publish a run id the moment it is known (also a replacement followed later)."""
@@ -233,20 +228,16 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
     def _obtain_run(self, context: Context, hook: ExaHook, monitor_id: str, deadline: Deadline) -> ExaMonitorRun:
         """Reuse, adopt, or trigger (README "Decision table", Exa rows)."""
         ledger = self._ledger(context)
-        entry = ledger.load() or {}
-        digest = monitor_digest(monitor_id)
-        same = entry.get("hash") == digest and not (entry.get("delivered") and entry.get("cycle") != ledger.cycle)
-        # The trigger intent speaks for the tries of its own cycle only: after a clear the user asks anew.
-        phase = entry.get("phase") if entry.get("cycle") == ledger.cycle else None
-        if same and isinstance(entry.get("run_id"), str):
-            reused = self._reuse_stored(hook, monitor_id, entry["run_id"], bool(entry.get("delivered")))
+        candidate = ledger.candidate(monitor_digest(monitor_id))
+        if candidate.run_id is not None:
+            reused = self._reuse_stored(hook, monitor_id, candidate.run_id, candidate.delivered)
             if reused is not None:
                 return reused
-        elif same and phase == TRIGGERED:
+        elif candidate.phase == TRIGGERED:
             self.log.info("An earlier try triggered %s (answer received): waiting for its run.", self._label())
-            return self._await_new_run(hook, monitor_id, set(entry.get("snapshot") or []), deadline.end_time, True)
-        elif same and phase == ABOUT_TO_TRIGGER:
-            adopted = self._adopt_after_unclear(hook, monitor_id, set(entry.get("snapshot") or []), "an earlier try")
+            return self._await_new_run(hook, monitor_id, set(candidate.snapshot), deadline.end_time, True)
+        elif candidate.phase == ABOUT_TO_TRIGGER:
+            adopted = self._adopt_after_unclear(hook, monitor_id, set(candidate.snapshot), "an earlier try")
             if adopted is not None:
                 return adopted
         elif not ledger.available and try_number_of(context) > ledger.cycle:
@@ -265,7 +256,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
                 raise
             self.log.warning("Stored run %s is unknown to Exa (404): triggering a new run.", run_id)
             return None
-        if run.status in _REUSABLE:
+        if run.status in REUSABLE:
             self.log.info(
                 "Reusing %s run %s from an earlier try (%s%s): not triggering.",
                 self._label(),
@@ -290,8 +281,8 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
     ) -> ExaMonitorRun:
         # Ids, not times: Exa's clock and ours differ, and the trigger answer names no run.
         snapshot = self._snapshot(hook, monitor_id)
-        intent = {"hash": monitor_digest(monitor_id), "snapshot": sorted(snapshot), "at": time.time()}
-        ledger.write({**intent, "phase": ABOUT_TO_TRIGGER})
+        digest, at = monitor_digest(monitor_id), time.time()
+        ledger.record_intent(digest, ABOUT_TO_TRIGGER, snapshot, at)
         try:
             answer = hook.trigger_monitor(monitor_id)
         except UnclearRequestError as exc:
@@ -303,12 +294,12 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         except Exception:
             # Any other error means Exa started nothing (the request core only raises these for a
             # request that never arrived, a 429 or a refusal): a retry may trigger without doubt.
-            ledger.write({**intent, "phase": REFUSED})
+            ledger.record_intent(digest, REFUSED, snapshot, at)
             raise
         if answer.get("triggered") is not True:
-            ledger.write({**intent, "phase": REFUSED})
+            ledger.record_intent(digest, REFUSED, snapshot, at)
             raise PermanentError(f"{self._label()} was not triggered: Exa answered {answer!r}.")
-        ledger.write({**intent, "phase": TRIGGERED})
+        ledger.record_intent(digest, TRIGGERED, snapshot, at)
         self.log.info("Triggered %s; looking for the run it started.", self._label())
         return self._await_new_run(hook, monitor_id, snapshot, end_time, ledger.available)
 
@@ -412,7 +403,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         if not isinstance(run_id, str) or not run_id:
             return super()._resume_stale(context, event)
         run = self._fetch(run_id)
-        if run.status not in _REUSABLE:
+        if run.status not in REUSABLE:
             self.log.warning(
                 "Resumed with the event of an earlier try, whose run %s ended %s: starting afresh.",
                 run.id,

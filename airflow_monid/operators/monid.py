@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
-from airflow_monid._monid.exactly_once import RunLedger, adopt_one, find_matching_runs, request_digest
+from airflow_monid._monid.exactly_once import LEDGER_KEY, adopt_one, find_matching_runs, request_digest
 from airflow_monid._monid.outcome import apply_outcome, is_reusable
 from airflow_monid._monid.preflight import before_paying, require_options, with_cost
 from airflow_monid._runtime.deferral import Deadline, cycle_of, try_number_of
+from airflow_monid._runtime.ledger import RunLedger
 from airflow_monid._runtime.lifecycle import RunLifecycle
 from airflow_monid._runtime.lineage import MonidLineage
 from airflow_monid._runtime.links import TaskStateLink
@@ -136,6 +137,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         self._created_at: str | float | None = None  # tells the shared status poller how far back to page
         self.run_url: str | None = None  # the Monid Run link, once the run is known
         self._ti: Any = None  # for on_kill, which Airflow calls without a context
+        self._run_ledger: RunLedger | None = None
 
     @cached_property
     def hook(self) -> MonidHook:
@@ -143,7 +145,12 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         return MonidHook(self.monid_conn_id)
 
     def _ledger(self, context: Context) -> RunLedger:
-        return RunLedger(context, enabled=self.durable, cycle=cycle_of(context, self.retries))
+        """One ledger per try (it keeps the entry in memory after the first read)."""
+        if self._run_ledger is None or self._run_ledger.context is not context:
+            self._run_ledger = RunLedger(
+                context, enabled=self.durable, key=LEDGER_KEY, cycle=cycle_of(context, self.retries)
+            )
+        return self._run_ledger
 
     # --- the lifecycle's plug-ins ------------------------------------------------------------------
 
@@ -245,7 +252,8 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         """Reuse the run an earlier try paid for, adopt a lost one, or submit a new one (README table)."""
         digest = request_digest(provider, endpoint, payload)
         try_number = try_number_of(context)
-        stored, why = ledger.candidate(digest)
+        candidate = ledger.candidate(digest)
+        stored, why = candidate.run_id, candidate.why
         if stored is not None:
             reused = self._reuse_stored(hook, stored)
             if reused is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_monid._exa.watermark import RunLedger, StateKeeper, normalise_statuses, state_key
+from airflow_monid._exa.watermark import StateKeeper, Watermark, normalise_statuses, state_key
 from airflow_monid._runtime.events import wait_for_event
 from airflow_monid._runtime.waiting import Waiter, bounded
 from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
@@ -279,27 +279,27 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
         keeper = StateKeeper(self, state_key(self.monitor_type, self.monitor_id), self.label)
-        ledger: RunLedger | None = None
+        watermark: Watermark | None = None
         complaint, store_complaint = _Complaint(self.label), _Complaint(self.label)
         failures = 0
         while True:
             wait = self.poll_interval
             emit: list[ExaMonitorRun] = []
             try:
-                if ledger is None:
-                    ledger = RunLedger(await keeper.load(), self.statuses)
+                if watermark is None:
+                    watermark = Watermark(await keeper.load(), self.statuses)
                     log.info(
                         "%s: started (%s).",
                         self.label,
                         "resuming from its stored watermark"
-                        if not ledger.baseline
+                        if not watermark.baseline
                         else "starting from now" + ("" if keeper.available else "; no state store"),
                     )
-                await self._save(keeper, ledger, store_complaint)
-                runs = await bounded(self._list(hook, ledger), WATCHER_CYCLE_TIMEOUT)
-                emit = ledger.scan(runs)
+                await self._save(keeper, watermark, store_complaint)
+                runs = await bounded(self._list(hook, watermark), WATCHER_CYCLE_TIMEOUT)
+                emit = watermark.scan(runs)
                 # Saved before this cycle's yields: the watermark may move, these runs stay pending.
-                await self._save(keeper, ledger, store_complaint)
+                await self._save(keeper, watermark, store_complaint)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never end: a watcher that returns is re-created every second
@@ -316,17 +316,17 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
                 failures = 0
             for run in emit:
                 yield TriggerEvent(self._event(run))
-                ledger.mark_emitted(run)  # type: ignore[union-attr]  # set whenever runs were listed
+                watermark.mark_emitted(run)  # type: ignore[union-attr]  # set whenever runs were listed
             await _watcher_sleep(wait)
 
-    async def _save(self, keeper: StateKeeper, ledger: RunLedger, complaint: _Complaint) -> None:
+    async def _save(self, keeper: StateKeeper, watermark: Watermark, complaint: _Complaint) -> None:
         try:
-            await keeper.save(ledger.committed_state())
+            await keeper.save(watermark.committed_state())
         except Exception as exc:
             # The events still flow; only the restart point lags (more repeats, no misses).
             complaint.report(exc, False, self.poll_interval, "saving its watermark")
 
-    async def _list(self, hook: ExaHook, ledger: RunLedger) -> list[ExaMonitorRun]:
+    async def _list(self, hook: ExaHook, watermark: Watermark) -> list[ExaMonitorRun]:
         """Runs newest first back to the watermark, at most ``catch_up_limit`` of them."""
         runs: list[ExaMonitorRun] = []
         cursors: set[str] = set()
@@ -336,7 +336,7 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
             page = await hook.alist_runs(self.monitor_id, self.monitor_type, limit, cursor)
             batch = page.runs()
             runs.extend(batch[: self.catch_up_limit - len(runs)])
-            if ledger.reaches_watermark(batch):
+            if watermark.reaches_watermark(batch):
                 return runs
             if self.monitor_type == ExaMonitorType.WEBSETS.value:
                 # No cursor in the Websets runs spec (its SDK sends none): the first page is all
