@@ -96,7 +96,7 @@ def _print_spend() -> None:
     print(
         "See it on the Monid spend page (per DAG, task, endpoint and day):\n"
         f"  AIRFLOW_HOME={HOME} AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True "
-        "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS=False .venv/bin/airflow api-server --port 8080\n"
+        ".venv/bin/airflow api-server --port 8080\n"
         "  then open http://127.0.0.1:8080/monid/spend (JSON: http://127.0.0.1:8080/monid/api/v1/spend?group_by=dag;\n"
         "  Airflow 3.1+: Browse > Monid spend, and a Monid spend tab on each DAG). The emulator has stopped, so the\n"
         "  page says Monid's own figures are unavailable and shows Airflow's records."

@@ -17,6 +17,7 @@ from airflow_monid._runtime.lineage import ExaLineage
 from airflow_monid._runtime.links import TaskStateLink
 from airflow_monid._runtime.validation import require_positive, require_text
 from airflow_monid._runtime.waiting import Waiter
+from airflow_monid._spend import record_exa_spend
 from airflow_monid.exceptions import (
     ConfigError,
     ExaRunError,
@@ -187,6 +188,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
 
     def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
         self._known(context, run)
+        record_exa_spend(context, run, monitor_id=self.monitor_id, conn_id=self.exa_conn_id)
         result = run_outcome(run, self._label())
         # Written before the ledger says delivered: a failed write is retried with the same run, unpaid.
         value = self._deliver(run.id, result)
@@ -217,6 +219,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         self._known(context, run)
         if not self.wait_for_completion:
             self.log.info("%s run %s is %s; not waiting.", self._label(), run.id, run.raw_status)
+            record_exa_spend(context, run, monitor_id=self.monitor_id, conn_id=self.exa_conn_id)
             self._ledger(context).mark_delivered()
             return run.raw
         return self._await(context, run, deadline)

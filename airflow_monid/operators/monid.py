@@ -138,6 +138,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         self.run_url: str | None = None  # the Monid Run link, once the run is known
         self._ti: Any = None  # for on_kill, which Airflow calls without a context
         self._run_ledger: RunLedger | None = None
+        self._price_bound: float | None = None  # what the cost guard allowed: the estimate when no cost is reported
 
     @cached_property
     def hook(self) -> MonidHook:
@@ -180,7 +181,8 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
     def _complete(self, context: Context, run: MonidRun) -> Any:
         summary = with_cost(run.summary(), self.max_cost, self.max_cost_currency, self.log)
         context["ti"].xcom_push(key="run", value=summary)
-        record_spend(context, run, conn_id=self.monid_conn_id)  # before success can be decided
+        # Before success can be decided: a task never succeeds without the record of what it paid.
+        record_spend(context, run, conn_id=self.monid_conn_id, bound=self._price_bound)
         output = apply_outcome(run, self.allowed_provider_statuses)
         # Written before the ledger says delivered: a failed write is retried with the same run, unpaid.
         result = self._deliver(run.run_id, output)
@@ -231,6 +233,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         context["ti"].xcom_push(key="run_url", value=self.run_url)
         if not self.wait_for_completion:
             # The run id is what this task delivers: a clear later pays for a new run, a retry reuses it.
+            record_spend(context, run, conn_id=self.monid_conn_id, bound=self._price_bound)
             ledger.mark_delivered()
             self.log.info("Monid run %s submitted (%s); not waiting.", run.run_id, run.raw_status)
             return run.run_id
@@ -281,7 +284,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
                 self.log.info("Found %d earlier run(s), none reusable: submitting a new run.", len(matches))
         else:
             self.log.info("Submitting a new run (%s).", why)
-        self._before_paying(hook, provider, endpoint, payload)
+        self._price_bound = self._before_paying(hook, provider, endpoint, payload)
         started = datetime.now().astimezone() - timedelta(seconds=60)
         try:
             run = hook.submit_run(provider, endpoint, payload)
@@ -299,9 +302,10 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         ledger.remember(run.run_id, digest)
         return run
 
-    def _before_paying(self, hook: MonidHook, provider: str, endpoint: str, payload: dict[str, Any]) -> None:
-        """max_cost and validate_input, with one (cached) inspect: only when a new run is paid for."""
-        before_paying(
+    def _before_paying(self, hook: MonidHook, provider: str, endpoint: str, payload: dict[str, Any]) -> float | None:
+        """max_cost and validate_input, with one (cached) inspect: only when a new run is paid for.
+        Returns the most the run may cost (``None`` without ``max_cost``)."""
+        return before_paying(
             hook,
             provider,
             endpoint,

@@ -90,9 +90,8 @@ def spend_cluster(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,analyst:viewer",
         "AIRFLOW__CORE__AUTH_MANAGER": "tests.integration.test_spend_page_auth.ScopedAuthManager",
-        # Provider plugins load through the provider info when discovery is not lazy (the
-        # ``airflow.plugins`` entry point loads it with lazy discovery, Airflow's default).
-        "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": "False",
+        # No AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS: with Airflow's default (lazy) discovery the page is
+        # loaded through the package's ``airflow.plugins`` entry point, as on a user's machine.
     }
     cluster = AirflowCluster(home, dags, env)
     (home / "simple_auth_manager_passwords.json").write_text(
