@@ -39,10 +39,9 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The waiters' clock (not the standard library's): what a trigger builds inside reads it too."""
     fake = Clock()
-    monkeypatch.setattr(_waiting.time, "time", fake.time)
-    monkeypatch.setattr(_waiting.time, "sleep", fake.sleep)
-    monkeypatch.setattr(_waiting.asyncio, "sleep", fake.asleep)
+    monkeypatch.setattr(_waiting, "SYSTEM_CLOCK", fake)
     return fake
 
 
@@ -53,7 +52,7 @@ def test_worker_wait_polls_until_exactly_the_deadline(clock: Clock) -> None:
         polls.append(clock.now)
         return "RUNNING"
 
-    waiter = Waiter(end_time=clock.now + 1.0, poll_interval=0.25, label="run r", log=log)
+    waiter = Waiter(end_time=clock.now + 1.0, poll_interval=0.25, label="run r", log=log, clock=clock)
     assert wait_on_worker(fetch, lambda s: (False, s), waiter) is None
     assert polls == [1000.25, 1000.5, 1000.75, 1001.0]  # the last look is at the deadline, none after
     assert clock.now == 1001.0
@@ -66,7 +65,7 @@ async def test_trigger_wait_polls_until_exactly_the_deadline(clock: Clock) -> No
         polls.append(clock.now)
         return "RUNNING"
 
-    waiter = Waiter(end_time=clock.now + 1.0, poll_interval=0.25, label="run r", log=log)
+    waiter = Waiter(end_time=clock.now + 1.0, poll_interval=0.25, label="run r", log=log, clock=clock)
     assert await await_terminal(fetch, lambda s: (False, s), waiter) is None
     assert polls == [1000.0, 1000.25, 1000.5, 1000.75, 1001.0]
     assert "last seen: RUNNING" in waiter.timeout_message()
@@ -76,7 +75,7 @@ async def test_transient_errors_back_off_and_name_the_last_one_at_the_deadline(c
     async def fetch() -> str:
         raise TransientAPIError(api="Monid API", method="GET", path="/v1/runs/r", status_code=503, message="busy")
 
-    waiter = Waiter(end_time=clock.now + 100.0, poll_interval=5.0, label="run r", log=log)
+    waiter = Waiter(end_time=clock.now + 100.0, poll_interval=5.0, label="run r", log=log, clock=clock)
     assert await await_terminal(fetch, lambda s: (False, s), waiter) is None
     assert clock.sleeps[:3] == [10.0, 20.0, 40.0]  # doubling, capped at 60 s, never past the deadline
     assert max(clock.sleeps) <= 60.0 and clock.now == 1100.0
@@ -91,7 +90,7 @@ async def test_a_permanent_error_ends_the_wait_at_once(clock: Clock) -> None:
         calls += 1
         raise PermanentAPIError(api="Monid API", method="GET", path="/v1/runs/r", status_code=401, message="no")
 
-    waiter = Waiter(end_time=clock.now + 100.0, poll_interval=5.0, label="run r", log=log)
+    waiter = Waiter(end_time=clock.now + 100.0, poll_interval=5.0, label="run r", log=log, clock=clock)
     with pytest.raises(PermanentAPIError):
         await await_terminal(fetch, lambda s: (False, s), waiter)
     assert calls == 1 and clock.sleeps == []

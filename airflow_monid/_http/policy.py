@@ -3,7 +3,7 @@
 One description of a request (:class:`ApiRequest`) and one retry/error policy (:class:`Attempt`)
 serve both :func:`~airflow_monid._http.transport.send` (``httpx.Client``) and
 :func:`~airflow_monid._http.transport.asend` (``httpx.AsyncClient``), the way httpx shares its request
-model between its two clients. The one written retry table is in the README ("Retry table").
+model between its two clients. Which layer retries what is written once, in the docs ("Money", section "Retries, in one place").
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextvars
 import email.utils
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +22,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from airflow_monid._http.backoff import Backoff
 from airflow_monid.exceptions import (
     NOT_RESENT,
     APIError,
@@ -123,8 +123,7 @@ class RetryPolicy:
     backoff_max: float = 30.0
 
     def backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        return Backoff(base=self.backoff_base, cap=self.backoff_max, jitter=True).delay(attempt)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_monid._http.backoff import Backoff, worth_logging
 from airflow_monid._http.connection import read_extra
 from airflow_monid._http.policy import ApiSettings
 from airflow_monid._http.transport import asend
-from airflow_monid._runtime.waiting import MAX_ERROR_BACKOFF
 from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models._base import parse_time
@@ -342,9 +342,9 @@ class StatusPoller:
         else:
             text = next((w.last_error for w in targets if w.last_error), "no run could be read")
         interval = min((w.poll_interval for w in targets), default=1.0)
-        delay = retry_after or min(MAX_ERROR_BACKOFF, interval * 2.0**self._stalls)
+        delay = Backoff.for_polling(interval).delay(self._stalls, retry_after or None)
         self._pause_until = time.monotonic() + delay
-        if self._stalls & (self._stalls - 1) == 0:  # 1st, 2nd, 4th...: an outage does not flood the log
+        if worth_logging(self._stalls):
             log.warning("Monid status read failed (%s); %d run(s) wait, next try in %.0f s.", text, len(targets), delay)
 
 

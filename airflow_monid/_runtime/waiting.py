@@ -12,15 +12,42 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from airflow_monid._http.backoff import Backoff, worth_logging
 from airflow_monid._http.policy import DEADLINE_MARGIN, deadline_scope
 from airflow_monid.exceptions import APIError, PermanentError, ProviderError, TransportError
 
-MAX_ERROR_BACKOFF = 60.0
 R = TypeVar("R")
 T = TypeVar("T")
 StatusOf = Callable[[R], tuple[bool, str]]
+
+
+class Clock(Protocol):
+    """What a wait reads and sleeps on: the wall clock (deadlines are absolute epoch seconds)."""
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    async def asleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: ``time.time``, ``time.sleep`` and ``asyncio.sleep``."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+#: The clock a :class:`Waiter` uses unless it is given one (tests give theirs, or replace this one).
+SYSTEM_CLOCK: Clock = SystemClock()
 
 
 class Waiter:
@@ -30,9 +57,19 @@ class Waiter:
     :param poll_interval: seconds between polls while all goes well.
     :param label: names the run in log lines and messages.
     :param log: where state changes and failures go.
+    :param clock: what it reads the time from and sleeps on (default :data:`SYSTEM_CLOCK`).
     """
 
-    def __init__(self, *, end_time: float, poll_interval: float, label: str, log: logging.Logger | Any) -> None:
+    def __init__(
+        self,
+        *,
+        end_time: float,
+        poll_interval: float,
+        label: str,
+        log: logging.Logger | Any,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
         self.end_time = end_time
         self.poll_interval = poll_interval
         self.label = label
@@ -69,17 +106,17 @@ class Waiter:
             self.failure_kind, self.failure_where = "slow", None
         else:
             self.failure_kind, self.failure_where = "other", None
-        if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage does not flood the log
+        if worth_logging(self.errors):
             self.log.warning("%s: poll failed %d time(s) in a row; last: %s", self.label, self.errors, self.last_error)
 
     def next_delay(self, now: float | None = None) -> float | None:
         """Seconds until the next poll, or ``None`` once the deadline has passed."""
-        remaining = self.end_time - (time.time() if now is None else now)
+        remaining = self.end_time - (self.clock.time() if now is None else now)
         if remaining <= 0:
             return None
         wait = self.poll_interval
         if self.errors:
-            wait = min(MAX_ERROR_BACKOFF, self.poll_interval * (2 ** min(self.errors, 10)))
+            wait = Backoff.for_polling(self.poll_interval).delay(self.errors)
         return min(wait, remaining)
 
     def failure_text(self) -> str | None:
@@ -113,7 +150,7 @@ class Waiter:
     def remaining(self, now: float | None = None) -> float:
         """Time budget of one poll in the triggerer: the time left, at least ``DEADLINE_MARGIN`` (the last
         poll at the deadline still gets a chance, and ends at most that long after it)."""
-        return max(self.end_time - (time.time() if now is None else now), DEADLINE_MARGIN)
+        return max(self.end_time - (self.clock.time() if now is None else now), DEADLINE_MARGIN)
 
 
 def wait_on_worker(
@@ -133,7 +170,7 @@ def wait_on_worker(
         delay = waiter.next_delay()
         if delay is None:
             return None
-        time.sleep(delay)
+        waiter.clock.sleep(delay)
         try:
             with deadline_scope(waiter.end_time):  # no request outlives the deadline by more than the margin
                 current = fetch()
@@ -158,7 +195,7 @@ async def await_terminal(fetch: Callable[[], Awaitable[R]], status_of: StatusOf[
         delay = waiter.next_delay()
         if delay is None:
             return None
-        await asyncio.sleep(delay)
+        await waiter.clock.asleep(delay)
 
 
 async def bounded(awaitable: Awaitable[T], seconds: float) -> T:

@@ -14,13 +14,15 @@ reference is in ``docs/testing.md``)::
     POST   /_emulator/runs/{id}/status        emu.monid.set_status(id, **body)
     POST   /_emulator/monid/endpoints         emu.monid.set_endpoint(**body)
     POST   /_emulator/monid/runs              emu.monid.add_run(**body)
-    POST   /_emulator/monid/settings          balance, held, last_page_cursor, cursor_loop, next_run_ids, budgets
+    POST   /_emulator/monid/settings          balance, held, last_page_cursor, cursor_loop, next_run_ids, budgets,
+                                              list_hide_new_seconds, list_lag_seconds
     GET    /_emulator/monid/charges           emu.monid.charges()
     POST   /_emulator/faults                  emu.add_fault(**body)
     DELETE /_emulator/faults                  emu.clear_faults()
     POST   /_emulator/exa/monitors            emu.exa.add_monitor(**body)
     POST   /_emulator/exa/runs                emu.exa.add_run(**body)
     POST   /_emulator/exa/runs/finish         emu.exa.finish_run(**body)
+    GET    /_emulator/exa/runs/{monitor}      emu.exa.runs(monitor)
     POST   /_emulator/exa/settings            trigger_creates, trigger_response, trigger_polls_to_finish,
                                               trigger_final_status, advance_on_list
 """
@@ -35,7 +37,18 @@ from airflow_monid.testing._common import Reply, Req
 if TYPE_CHECKING:
     from airflow_monid.testing.emulator import Emulator
 
-_MONID_SETTINGS = frozenset({"balance", "held", "last_page_cursor", "cursor_loop", "next_run_ids", "budgets"})
+_MONID_SETTINGS = frozenset(
+    {
+        "balance",
+        "held",
+        "last_page_cursor",
+        "cursor_loop",
+        "next_run_ids",
+        "budgets",
+        "list_hide_new_seconds",
+        "list_lag_seconds",
+    }
+)
 _EXA_SETTINGS = frozenset(
     {"trigger_creates", "trigger_response", "trigger_polls_to_finish", "trigger_final_status", "advance_on_list"}
 )
@@ -107,6 +120,8 @@ def _dispatch(emu: Emulator, method: str, parts: list[str], body: dict[str, Any]
         return _ok(emu.exa.add_monitor(**body))
     if route == ("POST", "exa", "runs"):
         return _ok(emu.exa.add_run(**body))
+    if len(parts) == 3 and parts[:2] == ["exa", "runs"] and method == "GET":
+        return _ok(emu.exa.runs(parts[2]))
     if route == ("POST", "exa", "runs", "finish"):
         return _ok(emu.exa.finish_run(**body))
     if route == ("POST", "exa", "settings"):

@@ -64,7 +64,9 @@ class MonidState:
     ``held`` (the wallet, USD), ``last_page_cursor`` (``None``: the last page of ``GET /v1/runs``
     carries ``"cursor": null``; ``"absent"``: no cursor key), ``cursor_loop`` (every page repeats
     the cursor it was given), ``next_run_ids`` (ids the next submitted runs get, in order) and
-    ``unlisted`` (run ids ``GET /v1/runs`` leaves out).
+    ``unlisted`` (run ids ``GET /v1/runs`` leaves out), ``list_hide_new_seconds`` (the list leaves out
+    runs created less than this many seconds ago) and ``list_lag_seconds`` (the list still shows a run
+    that ended less than this many seconds ago as ``RUNNING``, while its own ``GET`` is current).
 
     :param lock: the emulator's lock, shared with the Exa state and the request log.
     :param api_key: the key ``Authorization: Bearer`` must carry; ``None`` accepts any non-empty key.
@@ -86,6 +88,10 @@ class MonidState:
             self.cursor_loop = False
             self.next_run_ids: list[str] = []
             self.unlisted: set[str] = set()  # run ids GET /v1/runs leaves out (another project's runs)
+            # GET /v1/runs lags: a run created less than list_hide_new_seconds ago is left out, and one
+            # that ended less than list_lag_seconds ago still reads RUNNING there (its own GET is current)
+            self.list_hide_new_seconds: float = 0.0
+            self.list_lag_seconds: float = 0.0
             # GET /v1/controls/workspace/budgets: None serves one monthly USD 100 budget; [] none.
             self.budgets: list[dict[str, Any]] | None = None
 
@@ -525,6 +531,9 @@ class MonidState:
         limit = parse_limit(req.query, default=10, maximum=100)
         ordered = sorted(self._runs.values(), key=lambda r: r.seq, reverse=True)
         ordered = [r for r in ordered if r.run_id not in self.unlisted]
+        now = time.time()
+        if self.list_hide_new_seconds > 0:
+            ordered = [r for r in ordered if now - r.created >= self.list_hide_new_seconds]
         if req.query.get("status"):
             for run in ordered:
                 self._tick(run)
@@ -541,7 +550,7 @@ class MonidState:
             # A listed run was observed, as a GET observes it: runs scripted to finish after N polls
             # finish whether the client reads them one by one or through the list (shared poller).
             self._poll(run)
-        result: dict[str, Any] = {"items": [self._view(r, full=False) for r in page]}
+        result: dict[str, Any] = {"items": [self._listed_view(r, now) for r in page]}
         if cursor is not None and self.cursor_loop:
             result["cursor"] = cursor
         elif start + limit < len(ordered) and page:
@@ -549,6 +558,16 @@ class MonidState:
         elif self.last_page_cursor != "absent":
             result["cursor"] = self.last_page_cursor
         return Reply(200, result)
+
+    def _listed_view(self, run: _Run, now: float) -> dict[str, Any]:
+        view = self._view(run, full=False)
+        ended = run.completed
+        if self.list_lag_seconds > 0 and run.status in TERMINAL and ended is not None:
+            if now - ended < self.list_lag_seconds:  # the list has not caught up with the run yet
+                view.update(status="RUNNING", cost=None, completedAt=None, providerResponse=None, resultCount=None)
+                view.pop("reason", None)
+                view.pop("controls", None)
+        return view
 
     def _entry(self, script: EndpointScript) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_monid._exa.watermark import StateKeeper, Watermark, normalise_statuses, state_key
+from airflow_monid._http.backoff import Backoff
 from airflow_monid._runtime.events import wait_for_event
 from airflow_monid._runtime.waiting import Waiter, bounded
 from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
@@ -308,7 +309,7 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
                 if permanent:
                     wait = max(self.poll_interval, WATCHER_PERMANENT_RETRY)
                 else:
-                    wait = min(WATCHER_MAX_BACKOFF, self.poll_interval * 2 ** min(failures - 1, 10))
+                    wait = Backoff(base=self.poll_interval, cap=WATCHER_MAX_BACKOFF).delay(failures)
                 complaint.report(exc, permanent, wait)
             else:
                 if failures:
