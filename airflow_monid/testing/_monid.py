@@ -562,11 +562,11 @@ class MonidState:
     def _listed_view(self, run: _Run, now: float) -> dict[str, Any]:
         view = self._view(run, full=False)
         ended = run.completed
-        if self.list_lag_seconds > 0 and run.status in TERMINAL and ended is not None:
-            if now - ended < self.list_lag_seconds:  # the list has not caught up with the run yet
-                view.update(status="RUNNING", cost=None, completedAt=None, providerResponse=None, resultCount=None)
-                view.pop("reason", None)
-                view.pop("controls", None)
+        lagging = ended is not None and now - ended < self.list_lag_seconds  # the list has not caught up
+        if lagging and run.status in TERMINAL:
+            view.update(status="RUNNING", cost=None, completedAt=None, providerResponse=None, resultCount=None)
+            view.pop("reason", None)
+            view.pop("controls", None)
         return view
 
     def _entry(self, script: EndpointScript) -> dict[str, Any]:
