@@ -40,7 +40,8 @@ Invariants (each violation names the task instance and prints its request histor
   run was stopped), its answer was lost (a POST of its last try faulted: "a run may exist"), or a process
   fault hit its last try. Anything else (e.g. a good run, no fault, and still failed) is a violation.
 * ``I6 nothing left``: no task instance is running, deferred, queued, scheduled, up for retry or
-  restarting when the soak ends.
+  restarting when the soak ends, and every planned one exists (a mapped task whose upstream failed is
+  counted as "not expanded").
 * ``I7 no key``: neither API key appears in any scanned text.
 """
 
@@ -258,10 +259,10 @@ def audit(
         return bool(before) and bool(before[-1].get("fault"))
 
     def process_fault_in(start: float, end: float) -> str | None:
-        for at, kind in process_faults:
-            if start - 15 <= at <= end:
-                return kind
-        return None
+        """The latest process fault between the try's start (15 s earlier: a worker killed while the try
+        was being queued) and its end."""
+        hits = [(at, kind) for at, kind in process_faults if start - 15 <= at <= end]
+        return max(hits)[1] if hits else None
 
     # ----- per task instance ---------------------------------------------------------------------
     outcome_rows: Counter[tuple[str, str]] = Counter()
@@ -271,6 +272,13 @@ def audit(
         state = (t or {}).get("state")
         outcome_rows[(p.path, state or "missing")] += 1
         if t is None:
+            dag_id, run_id, task_id, _index = p.ti.rsplit("/", 3)
+            unexpanded = tis.get(ti_key(dag_id, run_id, task_id, -1))
+            if unexpanded is not None and unexpanded.get("state") in ("upstream_failed", "skipped", "failed"):
+                # the mapped task never expanded: its upstream failed (and was audited as such)
+                outcome_rows[(p.path, state or "missing")] -= 1
+                outcome_rows[(p.path, f"not expanded ({unexpanded['state']})")] += 1
+                continue
             res.violations.append(Violation("I6 nothing left", p.ti, "task instance never created"))
             continue
         if state in UNFINISHED or state is None:
@@ -293,8 +301,8 @@ def audit(
             reason = _failure_reason(p, t, runs, posts.get(p.ti, []) + exa_triggers.get(p.ti, []), try_ends, stops)
             if reason is None:
                 last_end = _epoch(t.get("end_date")) or 0.0
-                prev_end = try_ends[-2][1] if len(try_ends) > 1 and try_ends[-2][1] else last_end - 600
-                proc = process_fault_in(prev_end or 0.0, last_end)
+                start = _epoch(t.get("start_date")) or (try_ends[-2][1] if len(try_ends) > 1 else None)
+                proc = process_fault_in(start if start is not None else last_end - 60, last_end)
                 reason = f"process fault during its last try ({proc})" if proc else None
             if reason is None:
                 res.violations.append(

@@ -253,3 +253,18 @@ def test_emulator_list_hides_new_runs_and_lags_behind_a_run():
         emu.exa.add_run("m1")
         assert len(client.get("/_emulator/exa/runs/m1").json()) == 1
         client.close()
+
+
+def test_mapped_task_not_expanded_after_its_upstream_failed_is_counted_not_flagged():
+    unexpanded = _tirow(f"{DAG}/{RUN}/run/-1", "upstream_failed")
+    result = _audit(requests=[], monid_runs=[], task_instances=[unexpanded])
+    assert result.ok, render(result)
+    assert ("deferrable", "not expanded (upstream_failed)", 1) in result.tables["tasks by path and outcome"]
+
+
+def test_a_process_fault_long_before_the_last_try_explains_nothing():
+    row = _tirow(_ti(), "failed") | {"start_date": dt.datetime.fromtimestamp(T0 + 50, dt.UTC)}
+    far = _audit(task_instances=[row], process_faults=[(T0 - 300, "kill_worker")])
+    assert _invariants(far) == {"I5"}, render(far)
+    near = _audit(task_instances=[row], process_faults=[(T0 + 55, "restart_redis")])
+    assert near.ok and near.figures["failure reasons"]["process fault during its last try (restart_redis)"] == 1
