@@ -28,6 +28,9 @@ log = logging.getLogger("airflow_monid.spend")
 SPEND_KEY_PREFIX = "monid_spend."
 #: ``key >= SPEND_KEY_PREFIX AND key < SPEND_KEY_END`` selects every record with the key index ('/' follows '.').
 SPEND_KEY_END = "monid_spend/"
+#: Runs a task did not pay for because ``reuse_results`` returned an earlier run's output: "saved".
+SAVED_KEY_PREFIX = "monid_saved."
+SAVED_KEY_END = "monid_saved/"
 HISTORY_KEY = "monid_spend"  # task_state_store key (Airflow 3.3+): records of earlier tries
 HISTORY_LIMIT = 50
 RECORD_VERSION = 1
@@ -146,17 +149,64 @@ def _push(context: Any, record: dict[str, Any]) -> None:
     )
 
 
+def record_saved(
+    context: Any, *, run_id: str, conn_id: str, provider: str, endpoint: str, cost: float | None, currency: str
+) -> dict[str, Any] | None:
+    """Record a result reused instead of paid for (``reuse_results``): key ``monid_saved.<original run id>``,
+    outside the spend records' key range, so the spend page counts it as saved and never as spent (nor as
+    a second record of the original run, which reconciliation would count twice). A failure is a warning.
+
+    :param run_id: the run that paid for the reused output (in another task or DAG run).
+    :param cost: what that run cost (the amount saved), when known.
+    """
+    day, created = _day_and_time(None)
+    record = {
+        "v": RECORD_VERSION,
+        "api": "monid",
+        "reused_run_id": run_id,
+        "conn_id": conn_id,
+        "provider": provider,
+        "endpoint": endpoint,
+        "created_at": created,
+        "day": day,
+        "saved": round(float(cost or 0.0), 9),
+        "currency": currency.upper(),
+        "cost_known": cost is not None,
+        "try": _try_number(context),
+    }
+    key = SAVED_KEY_PREFIX + spend_key(run_id)[len(SPEND_KEY_PREFIX) :]
+    try:
+        ti = context["ti"]
+        ti.xcom_push(key=key, value=record)
+    except Exception as exc:
+        log.warning("Could not record the reuse of Monid run %s on the spend page: %s", run_id, exc)
+        return None
+    return record
+
+
 def _write(context: Any, record: dict[str, Any]) -> None:
     _push(context, record)
     store = context.get("task_state_store")
-    if store is None:  # Airflow < 3.3: no place that outlives the next try's XCom clearing
-        return
-    history = store.get(HISTORY_KEY)
-    earlier = [r for r in (history or {}).get("runs", []) if isinstance(r, dict) and r.get("monid_run_id")]
-    earlier = [r for r in earlier if r["monid_run_id"] != record["monid_run_id"]]
-    for old in earlier:  # a new try cleared them: written again, to the same key
-        _push(context, old)
-    store.set(HISTORY_KEY, {"runs": [*earlier, record][-HISTORY_LIMIT:]})
+    written = [record]
+    if store is not None:  # Airflow 3.3+: the records of earlier tries outlive the next try's XCom clearing
+        history = store.get(HISTORY_KEY)
+        earlier = [r for r in (history or {}).get("runs", []) if isinstance(r, dict) and r.get("monid_run_id")]
+        earlier = [r for r in earlier if r["monid_run_id"] != record["monid_run_id"]]
+        for old in earlier:  # a new try cleared them: written again, to the same key
+            _push(context, old)
+        store.set(HISTORY_KEY, {"runs": [*earlier, record][-HISTORY_LIMIT:]})
+        written = [*earlier, record]
+    _settle(context, written)
+
+
+def _settle(context: Any, records: list[dict[str, Any]]) -> None:
+    """The DAG run's budget rows and spend alerts (``max_dag_run_cost``, ``spend_alert``): never fails the task."""
+    try:
+        from airflow_monid._monid.budget import settle
+
+        settle(context, [r for r in records if r.get("api", "monid") == "monid"])
+    except Exception as exc:
+        log.warning("Could not update the DAG run's Monid budget or spend alerts: %s", exc)
 
 
 def _try_number(context: Any) -> int | None:

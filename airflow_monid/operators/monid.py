@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
+from airflow_monid._monid import budget, reuse
+from airflow_monid._monid.cost_guard import Price
 from airflow_monid._monid.exactly_once import LEDGER_KEY, adopt_one, find_matching_runs, request_digest
 from airflow_monid._monid.outcome import apply_outcome, is_reusable
-from airflow_monid._monid.preflight import before_paying, require_options, with_cost
+from airflow_monid._monid.preflight import before_paying, inspect_cached, require_options, with_cost
+from airflow_monid._runtime.alerts import SpendAlert, require_alert
 from airflow_monid._runtime.deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._runtime.ledger import RunLedger
 from airflow_monid._runtime.lifecycle import RunLifecycle
@@ -19,6 +22,7 @@ from airflow_monid._runtime.lineage import MonidLineage
 from airflow_monid._runtime.links import TaskStateLink
 from airflow_monid._runtime.task_state import STOP_ON_STATES, task_state_on_worker
 from airflow_monid._runtime.validation import (
+    require_amount,
     require_finite_numbers,
     require_json_object,
     require_positive,
@@ -26,8 +30,8 @@ from airflow_monid._runtime.validation import (
     require_text,
     require_text_when_built,
 )
-from airflow_monid._spend import record_spend, record_stopped
-from airflow_monid.exceptions import PermanentAPIError, ProviderError, RunError, UnclearRequestError
+from airflow_monid._spend import record_saved, record_spend, record_stopped
+from airflow_monid.exceptions import ConfigError, PermanentAPIError, ProviderError, RunError, UnclearRequestError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun
 from airflow_monid.triggers.monid import MonidRunTrigger
@@ -78,6 +82,14 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
     :param validate_input: check the input against the endpoint's published schema before paying:
         ``True`` fails on a mismatch (naming each field), ``"warn"`` logs it and pays anyway.
     :param share_inspect: share the inspect answer between tasks through an Airflow Variable (10 min).
+    :param max_dag_run_cost: the budget of the whole DAG run, in ``max_cost_currency`` (templated; also
+        through ``default_args``): before paying, what the DAG run's Monid tasks have spent or reserved plus
+        this run's price bound must fit, or the task fails without retry, nothing posted (README "Budget per
+        DAG run").
+    :param spend_alert: a :class:`~airflow_monid.SpendAlert`: call a notifier when the DAG run's spend
+        reaches fractions of ``max_dag_run_cost``, or the DAG's spend of a UTC day reaches amounts.
+    :param reuse_results: a :class:`~airflow_monid.ReusePolicy`: return the output of an earlier successful
+        run with the same input (within its ``ttl``) instead of paying again (README "Reusing paid results").
     """
 
     template_fields: Sequence[str] = (
@@ -88,6 +100,7 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         "output_path",
         "max_cost",
         "max_results",
+        "max_dag_run_cost",
     )
     template_fields_renderers = {"input": "json"}
     operator_extra_links = (MonidRunLink(),)
@@ -114,6 +127,9 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         max_results_field: str | None = None,
         validate_input: bool | str = True,
         share_inspect: bool = True,
+        max_dag_run_cost: float | str | None = None,
+        spend_alert: SpendAlert | None = None,
+        reuse_results: reuse.ReusePolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +149,18 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
             require_options(max_cost, max_cost_currency, max_results, max_results_field, validate_input)
         )
         self.share_inspect = share_inspect
+        self.max_dag_run_cost = require_amount(max_dag_run_cost, "max_dag_run_cost", rendered=False)
+        self.spend_alert = require_alert(spend_alert, max_dag_run_cost)
+        if reuse_results is not None and not isinstance(reuse_results, reuse.ReusePolicy):
+            raise ConfigError(
+                f"reuse_results must be a ReusePolicy (from airflow_monid import ReusePolicy), got {reuse_results!r}."
+            )
+        if reuse_results is not None and not wait_for_completion:
+            raise ConfigError(
+                "reuse_results needs wait_for_completion=True: a run that is not awaited has no output to reuse."
+            )
+        self.reuse_results = reuse_results
+        self._reuse_key: str | None = None
         self.run_id: str | None = None
         self._created_at: str | float | None = None  # tells the shared status poller how far back to page
         self.run_url: str | None = None  # the Monid Run link, once the run is known
@@ -187,7 +215,19 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         # Written before the ledger says delivered: a failed write is retried with the same run, unpaid.
         result = self._deliver(run.run_id, output)
         self._ledger(context).mark_delivered()
+        if self.reuse_results is not None:  # only a success gets here: apply_outcome raised otherwise
+            key = self._reuse_key or self._reuse_key_of(run)
+            reuse.store(
+                self.reuse_results, key, run=summary, output=output, cost=summary.get("actual_cost"), log=self.log
+            )
         return result
+
+    def _reuse_key_of(self, run: MonidRun) -> str:
+        """After a deferral (a new operator object): the input the run itself carries, as it was sent."""
+        payload = run.input if isinstance(run.input, dict) else require_json_object(self.input)
+        return reuse.reuse_key(
+            self.hook.settings.base_url, run.provider or self.provider, run.endpoint or self.endpoint, payload
+        )
 
     def _expire(self, context: Context, run_id: str | None, deadline: Deadline, why: str) -> Any:
         """Stop the run at the deadline, unless it finished meanwhile (then its outcome counts)."""
@@ -219,12 +259,16 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         self.max_cost, _, self.max_results, _, _ = require_options(
             self.max_cost, self.max_cost_currency, self.max_results, self.max_results_field, True, rendered=True
         )
+        self.max_dag_run_cost = require_amount(self.max_dag_run_cost, "max_dag_run_cost")
         hook = self.hook
         hook.settings  # noqa: B018 - a bad URL or missing key fails here, before any money is spent
         self._check_output_path(context)
         self._ti = context["ti"]
+        budget.restore(context)  # Airflow 3.3: what earlier tries paid or reserved counts again at once
         ledger = self._ledger(context)
         run = self._obtain_run(context, hook, ledger, provider, endpoint, payload)
+        if isinstance(run, reuse.Hit):
+            return self._deliver_reused(context, run)
         # The deadline counts from the moment the run is known, capped by execution_timeout.
         deadline = Deadline.for_try(context, self.timeout, self.execution_timeout)
         self.run_id = run.run_id
@@ -251,8 +295,9 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
         provider: str,
         endpoint: str,
         payload: dict[str, Any],
-    ) -> MonidRun:
-        """Reuse the run an earlier try paid for, adopt a lost one, or submit a new one (README table)."""
+    ) -> MonidRun | reuse.Hit:
+        """Reuse the run an earlier try paid for, adopt a lost one, return a stored result
+        (``reuse_results``), or submit a new one (README table)."""
         digest = request_digest(provider, endpoint, payload)
         try_number = try_number_of(context)
         candidate = ledger.candidate(digest)
@@ -284,7 +329,16 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
                 self.log.info("Found %d earlier run(s), none reusable: submitting a new run.", len(matches))
         else:
             self.log.info("Submitting a new run (%s).", why)
+        if self.reuse_results is not None:
+            self._reuse_key = reuse.reuse_key(hook.settings.base_url, provider, endpoint, payload)
+            if self.reuse_results.refresh:
+                self.log.info("reuse_results: refresh=True, paying for a new run and replacing the stored result.")
+            else:
+                hit = reuse.lookup(self.reuse_results, self._reuse_key, log=self.log)
+                if hit is not None:
+                    return hit
         self._price_bound = self._before_paying(hook, provider, endpoint, payload)
+        reservation = self._reserve(context, hook, provider, endpoint, payload)
         started = datetime.now().astimezone() - timedelta(seconds=60)
         try:
             run = hook.submit_run(provider, endpoint, payload)
@@ -295,9 +349,13 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
             found = find_matching_runs(hook, provider, endpoint, payload, started)
             adopted = adopt_one(found, self.allowed_provider_statuses)
             if adopted is None:
-                raise exc.after_search(started, found) from None
+                raise exc.after_search(started, found) from None  # the reservation stays: money may be spent
             self.log.info("Adopting Monid run %s created by the unclear submission.", adopted.run_id)
             run = adopted
+        except ProviderError:
+            if reservation is not None:  # refused or never sent: nothing was paid
+                reservation.release()
+            raise
         self.log.info("Submitted Monid run %s (%s).", run.run_id, run.raw_status)
         ledger.remember(run.run_id, digest)
         return run
@@ -318,6 +376,72 @@ class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
             share_inspect=self.share_inspect,
             log=self.log,
         )
+
+    def _reserve(
+        self, context: Context, hook: MonidHook, provider: str, endpoint: str, payload: dict[str, Any]
+    ) -> budget.Reservation | None:
+        """``max_dag_run_cost``: reserve this run's price bound in the DAG run's budget, or fail (nothing paid)."""
+        if self.max_dag_run_cost is None:
+            return None
+        where = f"Monid {provider} {endpoint}"
+        bound = self._price_bound
+        if bound is None:  # no max_cost: the bound from the same (cached) inspect answer
+            try:
+                inspected = inspect_cached(hook, provider, endpoint, share=self.share_inspect)
+            except ProviderError as exc:
+                exc.args = (
+                    f"{where}: max_dag_run_cost could not read the price (POST /v1/inspect failed: {exc}). Nothing "
+                    "was paid. Airflow retries the task if the error is transient; to pay without a DAG run budget, "
+                    "remove max_dag_run_cost.",
+                )
+                raise
+            bound = budget.require_budget_price(
+                Price.parse(inspected.get("price")),
+                payload,
+                currency=self.max_cost_currency,
+                max_results=self.max_results,
+                field_name=self.max_results_field,
+                where=where,
+            )
+            self._price_bound = bound
+        return budget.reserve(
+            context,
+            budget=self.max_dag_run_cost,
+            bound=bound,
+            currency=self.max_cost_currency,
+            where=where,
+            log=self.log,
+        )
+
+    def _deliver_reused(self, context: Context, hit: reuse.Hit) -> Any:
+        """``reuse_results`` hit: the stored output, with no request to Monid (README "Reusing paid results")."""
+        self.log.info(
+            "reuse_results: reusing the result of Monid run %s (completed %s, stored at %s): nothing paid.",
+            hit.run_id,
+            datetime.fromtimestamp(hit.completed_at).astimezone().isoformat(timespec="seconds"),
+            hit.url,
+        )
+        context["ti"].xcom_push(
+            key="run",
+            value={
+                "runId": hit.run_id,
+                "status": "COMPLETED",
+                "provider": hit.provider or self.provider,
+                "endpoint": hit.endpoint or self.endpoint,
+                "reused": True,
+                "reused_from": hit.url,
+            },
+        )
+        record_saved(
+            context,
+            run_id=hit.run_id,
+            conn_id=self.monid_conn_id,
+            provider=hit.provider or self.provider,
+            endpoint=hit.endpoint or self.endpoint,
+            cost=hit.cost,
+            currency=hit.currency,
+        )
+        return self._deliver(hit.run_id, hit.output)
 
     def _reuse_stored(self, hook: MonidHook, run_id: str) -> MonidRun | None:
         try:
