@@ -6,9 +6,7 @@ Whether Airflow may retry is decided by the exception's type, never at a call si
   it (bad input, a refused key, a missing monitor, a blocked run), so Airflow fails the task at once.
 * Everything else is a plain ``AirflowException``: Airflow retries it when the task has retries left.
 
-The names are neutral; Exa code raises the ``Exa*`` subclasses. The names of the first releases
-(``MonidError``, ``MonidAPIError``…) stay importable as **the same class objects**, so an
-``except MonidAPIError`` written against them still catches what it caught before (Exa errors included).
+The names are neutral (one family for both APIs); Exa code raises the ``Exa*`` subclasses.
 """
 
 from __future__ import annotations
@@ -110,7 +108,7 @@ class APIError(ProviderError):
 
     @property
     def is_permanent(self) -> bool:
-        """Kept for callers of the first releases; the type says the same (:class:`PermanentAPIError`)."""
+        """Whether a retry cannot fix it; the type says the same (:class:`PermanentAPIError`)."""
         return isinstance(self, PermanentError)
 
 
@@ -224,17 +222,3 @@ class ExaUnclearTriggerError(UnclearRequestError):
 
 class ExaUnclearTriggerPermanentError(ExaUnclearTriggerError, PermanentError):
     """The trigger's answer was lost and no new run appeared: triggering again could pay twice."""
-
-
-# --- names of the first releases: the same class objects -----------------------------------------
-
-MonidError = ProviderError
-MonidPermanentError = PermanentError
-MonidConfigError = ConfigError
-MonidAPIError = APIError
-MonidTransportError = TransportError
-MonidResponseError = ResponseError
-MonidPaginationLoopError = PaginationLoopError
-MonidUnclearSubmitError = UnclearRequestError
-MonidRunError = RunError
-MonidRunPermanentError = RunPermanentError

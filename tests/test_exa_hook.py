@@ -13,17 +13,18 @@ import httpx
 import pytest
 import respx
 
+from airflow_monid._exa.outcome import run_outcome
 from airflow_monid.exceptions import (
-    MonidAPIError,
-    MonidConfigError,
-    MonidPaginationLoopError,
-    MonidResponseError,
-    MonidRunError,
-    MonidRunPermanentError,
-    MonidUnclearSubmitError,
+    APIError,
+    ConfigError,
+    PaginationLoopError,
+    ResponseError,
+    RunError,
+    RunPermanentError,
+    UnclearRequestError,
 )
 from airflow_monid.hooks.exa import ExaHook
-from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaPage, ExaRunStatus, RunWindow, run_outcome
+from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaPage, ExaRunStatus, RunWindow
 from airflow_monid.testing.emulator import Emulator
 from tests._support import EXA_KEY, exa_conn
 
@@ -79,21 +80,21 @@ def test_run_keeps_raw_json_and_reads_either_reason_spelling() -> None:
     assert search.reason == "insufficient_credits" and search.raw["extra"] == {"x": 1}
     assert websets.reason == "webset gone" and websets.run_type == "refresh"
     assert search.created == T0
-    with pytest.raises(MonidResponseError):
+    with pytest.raises(ResponseError):
         ExaMonitorRun.from_api({"status": "completed"})
 
 
 def test_outcome_returns_raw_json_or_classifies_the_failure() -> None:
     done = ExaMonitorRun.from_api(run_json(output={"results": [{"url": "u"}]}))
     assert run_outcome(done, "m") is done.raw
-    with pytest.raises(MonidRunError) as transient:
+    with pytest.raises(RunError) as transient:
         run_outcome(ExaMonitorRun.from_api(run_json(status="failed", failReason="rate_limited")), "m")
-    assert not isinstance(transient.value, MonidRunPermanentError)
-    with pytest.raises(MonidRunPermanentError, match="r1 ended failed: api_key_invalid"):
+    assert not isinstance(transient.value, RunPermanentError)
+    with pytest.raises(RunPermanentError, match="r1 ended failed: api_key_invalid"):
         run_outcome(ExaMonitorRun.from_api(run_json(status="failed", failReason="api_key_invalid")), "m")
-    with pytest.raises(MonidRunPermanentError, match="ended canceled: no reason given"):
+    with pytest.raises(RunPermanentError, match="ended canceled: no reason given"):
         run_outcome(ExaMonitorRun.from_api(run_json(status="canceled")), "m")
-    with pytest.raises(MonidRunError, match="still 'running'"):
+    with pytest.raises(RunError, match="still 'running'"):
         run_outcome(ExaMonitorRun.from_api(run_json(status="running")), "m")
 
 
@@ -101,7 +102,7 @@ def test_page_ends_on_either_signal() -> None:
     assert ExaPage.from_api({"data": [], "hasMore": True, "nextCursor": "c"}, "x").next_cursor == "c"
     assert ExaPage.from_api({"data": [], "hasMore": False, "nextCursor": "c"}, "x").next_cursor is None
     assert ExaPage.from_api({"data": [], "hasMore": True, "nextCursor": None}, "x").next_cursor is None
-    with pytest.raises(MonidResponseError):
+    with pytest.raises(ResponseError):
         ExaPage.from_api({"items": []}, "x")
 
 
@@ -115,7 +116,7 @@ def test_window_selects_oldest_in_bounds_and_says_when_to_stop() -> None:
     assert window.feed(runs[3:]) is True  # r0 is older than the lower bound: stop paging
     assert window.oldest is not None and window.oldest.id == "r1"
     assert ExaMonitorType.parse("WEBSETS") is ExaMonitorType.WEBSETS
-    with pytest.raises(MonidConfigError, match="monitor_type"):
+    with pytest.raises(ConfigError, match="monitor_type"):
         ExaMonitorType.parse("agent")
 
 
@@ -152,9 +153,9 @@ def test_hook_argument_wins_over_the_extra(connections: Emulator, monkeypatch: p
 
 @pytest.mark.parametrize("bad", ["/v2/monitors", "websets"])
 def test_bad_search_path_is_a_config_error(connections: Emulator, monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
-    with pytest.raises(MonidConfigError, match="search_monitors_path"):
+    with pytest.raises(ConfigError, match="search_monitors_path"):
         hook_for(monkeypatch, connections.url, search_monitors_path=bad).get_monitor("mon_a")
-    with pytest.raises(MonidConfigError, match="search_monitors_path"):
+    with pytest.raises(ConfigError, match="search_monitors_path"):
         ExaHook("exa_default", search_monitors_path=bad)
     assert connections.count() == 0
 
@@ -171,7 +172,7 @@ def test_websets_family_keeps_its_own_spelling_and_sends_no_limit(connections: E
     hook.list_runs("wsmon", "websets")
     listing = emu.requests("GET", "/websets/v0/monitors/wsmon/runs")[0]
     assert "limit" not in listing.query
-    with pytest.raises(MonidAPIError) as err:  # a search monitor id is not a Websets monitor
+    with pytest.raises(APIError) as err:  # a search monitor id is not a Websets monitor
         hook.get_monitor("wsmon", "search")
     assert err.value.status_code == 404 and err.value.tag == "NOT_FOUND"
 
@@ -239,7 +240,7 @@ def test_trigger_answers_without_a_run_id(connections: Emulator) -> None:
     emu.exa.add_monitor("mon_a")
     assert ExaHook().trigger_monitor("mon_a") == {"triggered": True}
     assert len(emu.exa.runs("mon_a")) == 1
-    with pytest.raises(MonidAPIError) as err:
+    with pytest.raises(APIError) as err:
         ExaHook().trigger_monitor("missing")
     assert err.value.status_code == 404 and err.value.is_permanent
 
@@ -248,7 +249,7 @@ def test_trigger_is_not_resent_after_a_lost_answer(connections: Emulator) -> Non
     emu = connections
     emu.exa.add_monitor("mon_a")
     emu.add_fault("POST", "/monitors/mon_a/trigger", action="reset", after_handling=True)
-    with pytest.raises(MonidUnclearSubmitError, match="not sent again"):
+    with pytest.raises(UnclearRequestError, match="not sent again"):
         ExaHook().trigger_monitor("mon_a")
     assert emu.count("POST", "/monitors/mon_a/trigger") == 1
     assert len(emu.exa.runs("mon_a")) == 1  # the run exists: the request did reach "Exa"
@@ -290,7 +291,7 @@ def test_error_body_is_mapped_with_tag_and_request_id(monkeypatch: pytest.Monkey
     route = respx.get(f"{FAKE}/monitors/m/runs/r").mock(
         return_value=httpx.Response(402, json=body, headers={"x-request-id": "req_abc"})
     )
-    with pytest.raises(MonidAPIError) as err:
+    with pytest.raises(APIError) as err:
         _respx_hook(monkeypatch).get_run("m", "r")
     exc = err.value
     assert (exc.status_code, exc.tag, exc.request_id, exc.message) == (402, "NO_MORE_CREDITS", "req_abc", body["error"])
@@ -302,7 +303,7 @@ def test_error_body_is_mapped_with_tag_and_request_id(monkeypatch: pytest.Monkey
 @respx.mock
 def test_5xx_on_reads_is_retried_then_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     route = respx.get(f"{FAKE}/monitors/m").mock(return_value=httpx.Response(500, text="<html>oops</html>"))
-    with pytest.raises(MonidAPIError, match="HTTP 500") as err:
+    with pytest.raises(APIError, match="HTTP 500") as err:
         _respx_hook(monkeypatch).get_monitor("m")
     assert route.call_count == 3 and not err.value.is_permanent
 
@@ -311,7 +312,7 @@ def test_5xx_on_reads_is_retried_then_reported(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("status", [500, 502, 504])
 def test_5xx_on_trigger_is_unclear_and_never_resent(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
     route = respx.post(f"{FAKE}/monitors/m/trigger").mock(return_value=httpx.Response(status, json={"error": "x"}))
-    with pytest.raises(MonidUnclearSubmitError):
+    with pytest.raises(UnclearRequestError):
         _respx_hook(monkeypatch).trigger_monitor("m")
     assert route.call_count == 1
 
@@ -332,7 +333,7 @@ def test_429_and_refused_connections_on_trigger_are_retried(monkeypatch: pytest.
 @respx.mock
 def test_read_timeout_on_trigger_is_unclear(monkeypatch: pytest.MonkeyPatch) -> None:
     route = respx.post(f"{FAKE}/monitors/m/trigger").mock(side_effect=httpx.ReadTimeout("slow"))
-    with pytest.raises(MonidUnclearSubmitError):
+    with pytest.raises(UnclearRequestError):
         _respx_hook(monkeypatch).trigger_monitor("m")
     assert route.call_count == 1
 
@@ -341,7 +342,7 @@ def test_read_timeout_on_trigger_is_unclear(monkeypatch: pytest.MonkeyPatch) -> 
 def test_repeated_cursor_is_a_pagination_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     page = {"data": [run_json("r1", createdAt="2026-03-01T12:00:00Z")], "hasMore": True, "nextCursor": "same"}
     respx.get(f"{FAKE}/monitors/m/runs").mock(return_value=httpx.Response(200, json=page))
-    with pytest.raises(MonidPaginationLoopError, match="'same' twice"):
+    with pytest.raises(PaginationLoopError, match="'same' twice"):
         list(_respx_hook(monkeypatch).iter_runs("m"))
 
 
@@ -352,14 +353,14 @@ def test_ids_are_encoded_as_single_segments(monkeypatch: pytest.MonkeyPatch) -> 
     _respx_hook(monkeypatch).get_run("..", "r")
     assert route.calls[0].request.url.raw_path == b"/monitors/..%2Fadmin/runs/a%2Fb%3Fc"
     assert route.calls[1].request.url.raw_path == b"/monitors/%2E%2E/runs/r"
-    with pytest.raises(MonidConfigError, match="monitor_id"):
+    with pytest.raises(ConfigError, match="monitor_id"):
         _respx_hook(monkeypatch).get_run("  ", "r")
 
 
 @respx.mock
 def test_non_json_success_body_is_a_response_error(monkeypatch: pytest.MonkeyPatch) -> None:
     respx.get(f"{FAKE}/monitors/m/runs/r").mock(return_value=httpx.Response(200, text="<html>maintenance</html>"))
-    with pytest.raises(MonidResponseError, match="not JSON"):
+    with pytest.raises(ResponseError, match="not JSON"):
         _respx_hook(monkeypatch).get_run("m", "r")
 
 

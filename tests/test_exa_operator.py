@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import ConfigError
 from airflow_monid.operators.exa import ExaTriggerMonitorOperator
 from airflow_monid.testing import Emulator
 from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
@@ -267,7 +267,7 @@ def test_timeout_while_waiting_fails_and_the_retry_waits_for_the_same_run(dag_en
     ],
 )
 def test_bad_arguments_are_one_config_error(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(MonidConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         ExaTriggerMonitorOperator(task_id="t", **{"monitor_id": MON, **kwargs})
 
 
@@ -289,7 +289,7 @@ class _TI:
 def test_templated_monitor_id_rendering_empty_fails_before_any_call(connections: Emulator) -> None:
     op = ExaTriggerMonitorOperator(task_id="t", monitor_id="{{ params.m }}")
     op.monitor_id = ""  # what rendering an empty param produces
-    with pytest.raises(MonidConfigError, match="monitor_id"):
+    with pytest.raises(ConfigError, match="monitor_id"):
         op.execute({"ti": _TI()})
     assert connections.count() == 0
 

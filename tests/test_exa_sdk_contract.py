@@ -23,7 +23,7 @@ from exa_py import AsyncExa, Exa  # noqa: E402
 from exa_py.monitors.types import KnownSearchMonitorRunFailReason, SearchMonitor, SearchMonitorRun  # noqa: E402
 from exa_py.websets.types import Monitor, MonitorRun  # noqa: E402
 
-from airflow_monid.models.exa import PERMANENT_FAIL_REASONS, RETRYABLE_FAIL_REASONS  # noqa: E402
+from airflow_monid._exa.outcome import PERMANENT_FAIL_REASONS, RETRYABLE_FAIL_REASONS  # noqa: E402
 from airflow_monid.testing.emulator import Emulator  # noqa: E402
 from tests._support import EXA_KEY  # noqa: E402
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from airflow_monid.exceptions import MonidConfigError, MonidError
+from airflow_monid.exceptions import ConfigError, ProviderError
 from airflow_monid.sensors.exa import ExaMonitorRunSensor, default_window, to_utc
 from airflow_monid.testing import Emulator
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
@@ -265,7 +265,7 @@ def test_to_utc_accepts_datetimes_and_iso_strings() -> None:
     assert to_utc("2026-03-01T12:00:00Z", "x") == T0
     assert to_utc("2026-03-01T13:00:00+01:00", "x") == T0
     assert to_utc("None", "x") is None and to_utc("", "x") is None and to_utc(None, "x") is None
-    with pytest.raises(MonidConfigError, match="created_after must be a datetime"):
+    with pytest.raises(ConfigError, match="created_after must be a datetime"):
         to_utc("yesterday", "created_after")
 
 
@@ -312,7 +312,7 @@ def test_timeout_event_raises_sensor_timeout(soft_fail: bool) -> None:
 
 @pytest.mark.parametrize("event", [None, {"status": "done", "run_id": "r"}, "terminal"])
 def test_unexpected_event_never_counts_as_success(event: Any) -> None:
-    with pytest.raises(MonidError, match="trigger event"):
+    with pytest.raises(ProviderError, match="trigger event"):
         _bare_sensor().execute_complete(_context(), event)
 
 
@@ -328,9 +328,9 @@ def test_failure_message_names_run_status_and_reason(connections: Emulator) -> N
 
 
 def test_bad_arguments_are_config_errors() -> None:
-    with pytest.raises(MonidConfigError, match="monitor_type"):
+    with pytest.raises(ConfigError, match="monitor_type"):
         _bare_sensor(monitor_type="agent")
-    with pytest.raises(MonidConfigError, match=r"created_after .* must be earlier"):
+    with pytest.raises(ConfigError, match=r"created_after .* must be earlier"):
         _bare_sensor(created_after=T0, created_before=T0)._window(_context())
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_monid._exa import watermark as _watermark
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import ConfigError
 from airflow_monid.models._base import parse_time
 from airflow_monid.models.exa_events import ExaMonitorRunEvent, exa_runs_from_events
 from airflow_monid.testing.emulator import Emulator
@@ -189,13 +189,13 @@ async def test_statuses_choose_which_terminal_runs_are_emitted(
 
 
 def test_statuses_must_be_terminal() -> None:
-    with pytest.raises(MonidConfigError, match="terminal"):
+    with pytest.raises(ConfigError, match="terminal"):
         ExaMonitorRunWatcher(monitor_id=MON, statuses=["running"])
-    with pytest.raises(MonidConfigError, match="at least one"):
+    with pytest.raises(ConfigError, match="at least one"):
         ExaMonitorRunWatcher(monitor_id=MON, statuses=[])
-    with pytest.raises(MonidConfigError, match="poll_interval"):
+    with pytest.raises(ConfigError, match="poll_interval"):
         ExaMonitorRunWatcher(monitor_id=MON, poll_interval=0)
-    with pytest.raises(MonidConfigError, match="monitor_type"):
+    with pytest.raises(ConfigError, match="monitor_type"):
         ExaMonitorRunWatcher(monitor_id=MON, monitor_type="agent")
 
 

@@ -25,7 +25,7 @@ from airflow_monid._http.policy import (
     encode_segment,
     parse_retry_after,
 )
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import ConfigError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.testing.emulator import Emulator
 from tests._support import MONID_KEY, monid_conn
@@ -89,21 +89,21 @@ def test_encode_segment_encodes_everything_but_unreserved(value: str, encoded: s
 
 @pytest.mark.parametrize("bad", ["", "   ", "\t\n", None, 123, b"abc", ["a"]])
 def test_encode_segment_rejects_empty_or_non_text(bad: Any) -> None:
-    with pytest.raises(MonidConfigError, match="run_id must be a non-empty string"):
+    with pytest.raises(ConfigError, match="run_id must be a non-empty string"):
         encode_segment(bad, "run_id")
 
 
 def test_encode_segment_rejects_lone_surrogate_in_our_error_family() -> None:
-    with pytest.raises(MonidConfigError, match="not valid Unicode"):
+    with pytest.raises(ConfigError, match="not valid Unicode"):
         encode_segment("abc\ud800", "run_id")
 
 
 @pytest.mark.parametrize("bad", ["", "  ", None])
 def test_empty_id_raises_before_any_request(connections: Emulator, bad: Any) -> None:
     hook = MonidHook()
-    with pytest.raises(MonidConfigError):
+    with pytest.raises(ConfigError):
         hook.get_run(bad)
-    with pytest.raises(MonidConfigError):
+    with pytest.raises(ConfigError):
         hook.stop_run(bad)
     assert connections.requests() == []
 
@@ -199,7 +199,7 @@ def test_base_url_from_connection_fields(host: str | None, schema: str | None, p
     ],
 )
 def test_unparseable_host_is_a_config_error(host: str) -> None:
-    with pytest.raises(MonidConfigError, match="is not a valid base URL") as info:
+    with pytest.raises(ConfigError, match="is not a valid base URL") as info:
         base_url_from(host, None, None, "https://default.example", "my_conn")
     assert "'my_conn'" in str(info.value)
     assert "https://api.example.com" in str(info.value)  # says what a valid value looks like
@@ -207,7 +207,7 @@ def test_unparseable_host_is_a_config_error(host: str) -> None:
 
 def test_unparseable_host_fails_before_any_request(connections: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     hook = hook_from_json(monkeypatch, host="exa mple.com", password=MONID_KEY)
-    with pytest.raises(MonidConfigError):
+    with pytest.raises(ConfigError):
         hook.get_wallet_balance()
     ok, message = hook.test_connection()
     assert not ok and "not a valid base URL" in message
@@ -249,7 +249,7 @@ def test_missing_key_is_a_clear_config_error_and_sends_nothing(
     connections: Emulator, monkeypatch: pytest.MonkeyPatch, password: str | None
 ) -> None:
     hook = hook_from_json(monkeypatch, host=connections.url, password=password)
-    with pytest.raises(MonidConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         hook.get_run("01JGZK8Q2M4V6X8Z0B2D4F6H8K")
     message = str(info.value)
     assert message.startswith(f"Connection {hook.conn_id!r} has no API key")
@@ -261,7 +261,7 @@ def test_missing_key_is_a_clear_config_error_and_sends_nothing(
 
 def test_build_refuses_settings_without_a_key() -> None:
     settings = _request_policy.ApiSettings(profile=MonidHook.profile, base_url="http://x", api_key="")
-    with pytest.raises(MonidConfigError, match="no API key"):
+    with pytest.raises(ConfigError, match="no API key"):
         _request_policy.build(settings, ApiRequest("GET", "/v1/wallet/balance"))
 
 
@@ -323,7 +323,7 @@ def test_defaults_without_extras(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_bad_numeric_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> None:
     hook = hook_from_json(monkeypatch, host="http://127.0.0.1:1", password=MONID_KEY, extra={name: value})
-    with pytest.raises(MonidConfigError, match=f"extra {name!r} must be a positive number"):
+    with pytest.raises(ConfigError, match=f"extra {name!r} must be a positive number"):
         _ = hook.settings
 
 

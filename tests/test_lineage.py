@@ -25,14 +25,14 @@ pytest.importorskip("airflow.providers.openlineage", reason="the openlineage ext
 
 
 class FakeTI:
-    """What the facets method may read of a task instance: its ids and its own XComs."""
+    """A task instance whose XComs the facets must not read: the OpenLineage listener calls them in a
+    forked child, where an Execution-API request waits for the listener's timeout (issue 20)."""
 
     def __init__(self, task_id: str, **xcom: Any) -> None:
         self.task_id, self.map_index, self._xcom = task_id, -1, xcom
 
     def xcom_pull(self, task_ids: str, key: str) -> Any:
-        assert task_ids == self.task_id
-        return self._xcom.get(key)
+        raise AssertionError(f"the facets read XCom {key!r}: a round trip from the listener's child process")
 
 
 def _facets(lineage: Any) -> dict[str, Any]:
@@ -60,6 +60,7 @@ def test_monid_operator_facets_from_its_own_attributes(connections: Emulator) ->
     op = MonidRunOperator(
         task_id="run", provider="apify", endpoint="/apidojo/tweet-scraper", output_path="file:///o/{monid_run_id}.json"
     )
+    op.hook.settings  # noqa: B018 - the task read its connection when it ran
     op.delivered_run_id, op.output_url = "01RUN", "file:///o/01RUN.json"
     assert _facets(op.get_openlineage_facets_on_complete(FakeTI("run"))) == {
         "inputs": [(f"monid://{host}", "apify/apidojo/tweet-scraper")],
@@ -69,10 +70,14 @@ def test_monid_operator_facets_from_its_own_attributes(connections: Emulator) ->
 
 
 @pytest.mark.usefixtures("connections")
-def test_after_a_deferral_a_fresh_object_reads_the_ids_from_xcom(connections: Emulator) -> None:
-    """The operator object is rebuilt on resume; anything not set on it comes from the task's XCom."""
+def test_after_a_deferral_the_resumed_object_keeps_the_ids_on_itself(connections: Emulator) -> None:
+    """The operator object is rebuilt on resume: execute_complete reads the run again and delivers it,
+    which sets what the facets need on the new object; nothing comes from XCom."""
     host = urlsplit(connections.url).netloc
     op = MonidRunOperator(task_id="run", provider="apify", endpoint="/x", output_path="s3://c@b/{monid_run_id}.json")
+    op.hook.settings  # noqa: B018 - read again by execute_complete
+    op.current_run_id = op.delivered_run_id = "01XCOM"
+    op.output_url = "s3://c@b/01XCOM.json"
     ti = FakeTI("run", run_id="01XCOM", return_value="s3://c@b/01XCOM.json")
     assert _facets(op.get_openlineage_facets_on_complete(ti)) == {
         "inputs": [(f"monid://{host}", "apify/x")],
@@ -81,6 +86,7 @@ def test_after_a_deferral_a_fresh_object_reads_the_ids_from_xcom(connections: Em
     }
     # Without output_path the return value is the data, never a dataset.
     plain = MonidRunOperator(task_id="run", provider="apify", endpoint="/x")
+    plain.current_run_id = "01"
     assert (
         _facets(plain.get_openlineage_facets_on_complete(FakeTI("run", run_id="01", return_value="s3://x/y")))[
             "outputs"
@@ -92,7 +98,9 @@ def test_after_a_deferral_a_fresh_object_reads_the_ids_from_xcom(connections: Em
 @pytest.mark.usefixtures("connections")
 def test_monid_sensor_names_the_endpoint_of_the_run_it_read(connections: Emulator) -> None:
     host = urlsplit(connections.url).netloc
+    connections.monid.add_run(run_id="01SENSOR", provider="pdl", endpoint="/person/enrich")
     sensor = MonidRunSensor(task_id="wait", run_id="01SENSOR")
+    sensor._fetched({}, "01SENSOR")  # what every poke does: read the run
     ti = FakeTI("wait", run={"runId": "01SENSOR", "provider": "pdl", "endpoint": "/person/enrich"})
     assert _facets(sensor.get_openlineage_facets_on_complete(ti)) == {
         "inputs": [(f"monid://{host}", "pdl/person/enrich")],
@@ -116,6 +124,8 @@ def test_monid_sensor_names_the_endpoint_of_the_run_it_read(connections: Emulato
 def test_exa_facets_name_the_monitor(connections: Emulator, make: Any, name: str) -> None:
     host = urlsplit(connections.url).netloc
     task = make()
+    task.hook.settings  # noqa: B018 - the task read its connection when it ran
+    task.current_run_id = "run_9"  # the run it read
     assert _facets(task.get_openlineage_facets_on_complete(FakeTI("t", run_id="run_9"))) == {
         "inputs": [(f"exa://{host}", name)],
         "outputs": [],
@@ -150,13 +160,16 @@ print("STATE", dag.test(run_conf=json.loads(sys.argv[3])).state)
 """
 
 
-def _run_with_openlineage(tmp_path: Path, dag_file: Path, dag_attr: str, conf: dict[str, Any]) -> list[dict]:
+def _run_with_openlineage(
+    tmp_path: Path, dag_file: Path, dag_attr: str, conf: dict[str, Any], state: str = "success", **extra_env: str
+) -> list[dict]:
     """dag.test() in a fresh interpreter: OpenLineage reads its transport once per process."""
     events = tmp_path / "events.jsonl"
     env = {
         **os.environ,
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events), "append": True}),
         "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+        **extra_env,
     }
     done = subprocess.run(
         [sys.executable, "-c", _RUN_DAG, str(dag_file), dag_attr, json.dumps(conf)],
@@ -165,7 +178,7 @@ def _run_with_openlineage(tmp_path: Path, dag_file: Path, dag_attr: str, conf: d
         text=True,
         timeout=300,
     )
-    assert "STATE success" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"STATE {state}" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     # What OpenLineage sends must never carry the key. (The process log is not checked: Airflow 3.0.6's
     # in-process supervisor logs its MaskSecret messages, key included, at debug level.)
     assert MONID_KEY not in events.read_text() and EXA_KEY not in events.read_text()
@@ -215,3 +228,25 @@ def test_complete_event_of_a_deferred_exa_trigger(dag_env: Emulator, tmp_path: P
     }
     assert [(d["namespace"], d["name"]) for d in event["inputs"]] == [(f"exa://{host}", "monitors/mon_funding")]
     assert [(d["namespace"], d["name"]) for d in event["outputs"]] == [("file", f"{tmp_path}/exa/{new_id}.json")]
+
+
+@pytest.mark.usefixtures("dag_env")
+def test_a_failed_task_gets_its_facets_without_a_request_from_the_listener(dag_env: Emulator, tmp_path: Path) -> None:
+    """Issue 20: the listener builds the facets in a forked child. Had they pulled an XCom, the child would
+    wait on an API its parent no longer serves until OpenLineage's execution timeout, set here far beyond
+    the subprocess's own limit: the DAG would not finish at all. They are built from the task's state."""
+    dag_env.monid.set_endpoint("apify", "/apidojo/tweet-scraper", mode="async", final_status="FAILED")
+    events = _run_with_openlineage(
+        tmp_path,
+        TEST_DAGS / "monid_scenarios.py",
+        "monid_scenario_poll",
+        {},
+        state="failed",
+        AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT="3600",
+    )
+    (run,) = dag_env.monid.runs()
+    (fail,) = [e for e in events if e["eventType"] == "FAIL" and e["job"]["name"].endswith(".run")]
+    assert fail["run"]["facets"]["externalQuery"]["externalQueryId"] == run["runId"]
+    assert [(d["namespace"], d["name"]) for d in fail["inputs"]] == [
+        (f"monid://{urlsplit(dag_env.url).netloc}", "apify/apidojo/tweet-scraper")
+    ]

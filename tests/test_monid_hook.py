@@ -12,14 +12,14 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_monid._monid.outcome import apply_outcome, is_reusable, provider_status, reason_of
 from airflow_monid.exceptions import (
-    MonidAPIError,
-    MonidConfigError,
-    MonidError,
-    MonidPaginationLoopError,
-    MonidPermanentError,
-    MonidResponseError,
-    MonidRunError,
-    MonidRunPermanentError,
+    APIError,
+    ConfigError,
+    PaginationLoopError,
+    PermanentError,
+    ProviderError,
+    ResponseError,
+    RunError,
+    RunPermanentError,
 )
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRun, MonidRunPage, MonidRunStatus
@@ -83,7 +83,7 @@ def test_composite_input_is_sent_exactly_as_given(connections: Emulator) -> None
     ],
 )
 def test_submit_validates_before_spending(connections: Emulator, provider: str, endpoint: str, input: Any) -> None:
-    with pytest.raises(MonidConfigError):
+    with pytest.raises(ConfigError):
         MonidHook().submit_run(provider, endpoint, input)
     assert connections.requests() == []
 
@@ -92,12 +92,12 @@ def test_submit_validates_before_spending(connections: Emulator, provider: str, 
 @pytest.mark.parametrize(
     ("provider_http", "wire_status", "expected_error"),
     [
-        (404, 404, MonidRunPermanentError),
-        (400, 400, MonidRunPermanentError),
-        (500, 500, MonidRunError),
-        (408, 504, MonidRunError),
-        (402, 502, MonidRunPermanentError),
-        (429, 429, MonidRunError),
+        (404, 404, RunPermanentError),
+        (400, 400, RunPermanentError),
+        (500, 500, RunError),
+        (408, 504, RunError),
+        (402, 502, RunPermanentError),
+        (429, 429, RunError),
     ],
 )
 def test_spec_style_mirrored_status_with_run_body_is_a_run(
@@ -112,7 +112,7 @@ def test_spec_style_mirrored_status_with_run_body_is_a_run(
     assert run.provider_response is not None and run.provider_response.http_status == provider_http
     with pytest.raises(expected_error) as info:
         apply_outcome(run)
-    assert isinstance(info.value, AirflowFailException) == (expected_error is MonidRunPermanentError)
+    assert isinstance(info.value, AirflowFailException) == (expected_error is RunPermanentError)
     assert info.value.run_id == run.run_id
 
 
@@ -122,15 +122,15 @@ def test_408_with_timed_out_run_is_parsed_not_raised(connections: Emulator) -> N
     run = MonidHook().submit_run(*PDL, {"email": "x@corp.example"})
     assert emu.requests()[0].status == 408 and emu.count("POST", "/v1/run") == 1
     assert run.status is MonidRunStatus.TIMED_OUT and run.status.is_terminal
-    with pytest.raises(MonidRunError) as info:
+    with pytest.raises(RunError) as info:
         apply_outcome(run)
-    assert not isinstance(info.value, MonidRunPermanentError)
+    assert not isinstance(info.value, RunPermanentError)
 
 
 def test_blocked_sync_run_is_permanent(connections: Emulator) -> None:
     connections.monid.set_endpoint(*PDL, final_status="BLOCKED", reason="Workspace budget exhausted")
     run = MonidHook().submit_run(*PDL, {"email": "x@corp.example"})
-    with pytest.raises(MonidRunPermanentError, match="Workspace budget exhausted"):
+    with pytest.raises(RunPermanentError, match="Workspace budget exhausted"):
         apply_outcome(run)
 
 
@@ -148,7 +148,7 @@ def test_stop_running_run_then_stop_terminal_run(connections: Emulator) -> None:
 
 
 def test_stop_unknown_run_raises_404(connections: Emulator) -> None:
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().stop_run("01NOPE")
     assert info.value.status_code == 404 and info.value.is_permanent
     assert connections.count() == 1
@@ -192,12 +192,12 @@ def test_repeated_cursor_raises_after_yielding_fetched_pages(connections: Emulat
     ids = [emu.monid.add_run()["runId"] for _ in range(5)]
     emu.monid.cursor_loop = True
     seen: list[str] = []
-    with pytest.raises(MonidPaginationLoopError, match="twice") as info:
+    with pytest.raises(PaginationLoopError, match="twice") as info:
         for run in MonidHook().iter_runs(page_size=2):
             seen.append(run.run_id)
     newest = ids[::-1]
     assert seen == newest[:2] + newest[2:4]  # the second page came back with the same cursor
-    assert isinstance(info.value, MonidResponseError)
+    assert isinstance(info.value, ResponseError)
     assert emu.count("GET", "/v1/runs") == 2
 
 
@@ -209,9 +209,9 @@ def test_discover_inspect_and_wallet(connections: Emulator) -> None:
     assert details["provider"] == "pdl" and "website" in details["inputSchema"]["properties"]  # the older flat shape
     assert details["price"] == {"type": "PER_CALL", "amount": {"value": 0.01, "currency": "USD"}}
     assert hook.get_wallet_balance()["balance"] == {"value": 25.0, "currency": "USD"}
-    with pytest.raises(MonidConfigError):
+    with pytest.raises(ConfigError):
         hook.discover("  ")
-    with pytest.raises(MonidAPIError, match="HTTP 404"):
+    with pytest.raises(APIError, match="HTTP 404"):
         hook.inspect("pdl", "/no/such/endpoint")
     assert connections.count() == 4
 
@@ -248,7 +248,7 @@ async def test_async_get_and_stop(connections: Emulator) -> None:
     assert (await hook.astop_run(run_id)) is None
     segment = "/v1/runs/a%2Fb%20%3F%23"
     assert [r.path for r in emu.requests()] == [segment, f"{segment}/stop", segment, f"{segment}/stop"]
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         await hook.aget_run("01UNKNOWN")
     assert info.value.status_code == 404
 
@@ -289,7 +289,7 @@ def test_unknown_status_is_in_progress_and_warned_once(caplog: pytest.LogCapture
     assert MonidRunStatus.parse(novel) is MonidRunStatus.UNKNOWN
     warnings = [r for r in caplog.records if novel in r.getMessage()]
     assert len(warnings) == 1 and "treated as still in progress" in warnings[0].getMessage()
-    with pytest.raises(MonidRunError, match="no outcome yet"):
+    with pytest.raises(RunError, match="no outcome yet"):
         apply_outcome(run)  # an in-progress run never counts as success
 
 
@@ -309,7 +309,7 @@ def test_unknown_status_in_the_api_keeps_a_run_in_progress(connections: Emulator
     [None, [], "run", 42, {}, {"runId": ""}, {"runId": 7}, {"status": "COMPLETED"}],
 )
 def test_from_api_rejects_what_is_not_a_run(data: Any) -> None:
-    with pytest.raises(MonidResponseError, match="Expected a Monid run"):
+    with pytest.raises(ResponseError, match="Expected a Monid run"):
         MonidRun.from_api(data)
 
 
@@ -321,7 +321,7 @@ def test_from_api_rejects_what_is_not_a_run(data: Any) -> None:
     ],
 )
 def test_from_api_wraps_shape_errors(data: Any) -> None:
-    with pytest.raises(MonidResponseError, match="unexpected shape"):
+    with pytest.raises(ResponseError, match="unexpected shape"):
         MonidRun.from_api(data)
 
 
@@ -351,7 +351,7 @@ def test_page_parsing() -> None:
     assert [r.run_id for r in page.items] == ["A", "B"] and page.cursor is None
     assert MonidRunPage.from_api({}).items == []
     for bad in ({"items": {}}, {"items": [], "cursor": 3}, {"items": [{"no": "id"}]}, [], None):
-        with pytest.raises(MonidResponseError):
+        with pytest.raises(ResponseError):
             MonidRunPage.from_api(bad)
 
 
@@ -382,9 +382,9 @@ def test_completed_without_provider_status_is_success_with_warning(caplog: pytes
 @pytest.mark.parametrize("http", ["200", 200.0, True, [200], {"code": 200}])
 def test_non_integer_provider_status_is_a_failure(http: Any) -> None:
     run = make_run(http=http, output=[1])
-    with pytest.raises(MonidRunPermanentError, match="not an integer"):
+    with pytest.raises(RunPermanentError, match="not an integer"):
         apply_outcome(run)
-    with pytest.raises(MonidRunPermanentError):
+    with pytest.raises(RunPermanentError):
         provider_status(run)
     assert not is_reusable(run)
 
@@ -392,21 +392,21 @@ def test_non_integer_provider_status_is_a_failure(http: Any) -> None:
 def test_allowed_provider_status_returns_none() -> None:
     run = make_run(http=404, output=None, providerResponse={"httpStatus": 404, "error": {"message": "no match"}})
     assert apply_outcome(run, allowed_provider_statuses=[404]) is None
-    with pytest.raises(MonidRunPermanentError, match="no match"):
+    with pytest.raises(RunPermanentError, match="no match"):
         apply_outcome(run, allowed_provider_statuses=[400])
 
 
 @pytest.mark.parametrize("http", [400, 401, 402, 403, 404, 409, 422])
 def test_provider_4xx_is_permanent(http: int) -> None:
-    with pytest.raises(MonidRunPermanentError) as info:
+    with pytest.raises(RunPermanentError) as info:
         apply_outcome(make_run(http=http))
-    assert isinstance(info.value, AirflowFailException) and isinstance(info.value, MonidError)
+    assert isinstance(info.value, AirflowFailException) and isinstance(info.value, ProviderError)
     assert info.value.status == "COMPLETED" and f"HTTP {http}" in str(info.value)
 
 
 @pytest.mark.parametrize("http", [408, 429, 500, 502, 503, 504])
 def test_provider_408_429_5xx_is_retryable(http: int) -> None:
-    with pytest.raises(MonidRunError) as info:
+    with pytest.raises(RunError) as info:
         apply_outcome(make_run(http=http))
     assert not isinstance(info.value, AirflowFailException)
     assert "a new run may succeed" in str(info.value)
@@ -415,14 +415,14 @@ def test_provider_408_429_5xx_is_retryable(http: int) -> None:
 @pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "TIME_OUT", "STOPPED"])
 def test_retryable_terminal_statuses(status: str) -> None:
     run = make_run(status, http="missing", reason="pipeline crashed")
-    with pytest.raises(MonidRunError, match="pipeline crashed") as info:
+    with pytest.raises(RunError, match="pipeline crashed") as info:
         apply_outcome(run)
-    assert not isinstance(info.value, (AirflowFailException, MonidPermanentError))
+    assert not isinstance(info.value, (AirflowFailException, PermanentError))
     assert info.value.status == MonidRunStatus.parse(status).value
 
 
 def test_blocked_is_permanent() -> None:
-    with pytest.raises(MonidRunPermanentError, match="BLOCKED") as info:
+    with pytest.raises(RunPermanentError, match="BLOCKED") as info:
         apply_outcome(make_run("BLOCKED", http="missing"))
     assert isinstance(info.value, AirflowFailException)
     assert info.value.run_id == "R1"

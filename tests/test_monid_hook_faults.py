@@ -22,14 +22,14 @@ import respx
 
 from airflow_monid._http import transport as _http
 from airflow_monid.exceptions import (
-    MonidAPIError,
-    MonidError,
-    MonidPermanentError,
-    MonidResponseError,
-    MonidTransportError,
-    MonidUnclearSubmitError,
+    APIError,
     PermanentAPIError,
+    PermanentError,
+    ProviderError,
+    ResponseError,
     TransientAPIError,
+    TransportError,
+    UnclearRequestError,
 )
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.models.monid import MonidRunStatus
@@ -122,7 +122,7 @@ def test_5xx_burst_that_ends(run_r1: Emulator, sleeps: Sleeps, status: int) -> N
 @pytest.mark.parametrize("status", [500, 503])
 def test_5xx_that_never_ends_gives_up_after_max_attempts(run_r1: Emulator, sleeps: Sleeps, status: int) -> None:
     run_r1.add_fault("GET", RUN, status=status, times=None)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().get_run("R1")
     assert info.value.status_code == status and not info.value.is_permanent
     assert run_r1.count("GET", "/v1/runs/R1") == MAX_ATTEMPTS
@@ -135,7 +135,7 @@ def test_5xx_that_never_ends_gives_up_after_max_attempts(run_r1: Emulator, sleep
 def test_reset_that_never_ends_is_a_transport_error(run_r1: Emulator, sleeps: Sleeps) -> None:
     run_r1.add_fault("GET", RUN, action="reset", times=None)
     lost = rf"GET http://\S+/v1/runs/R1 lost the connection .* after {MAX_ATTEMPTS} attempt"
-    with pytest.raises(MonidTransportError, match=lost):
+    with pytest.raises(TransportError, match=lost):
         MonidHook().get_run("R1")
     assert run_r1.count("GET", "/v1/runs/R1") == MAX_ATTEMPTS
 
@@ -144,7 +144,7 @@ def test_connection_refused_on_read_is_retried_then_a_transport_error(
     sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hook = hook_for(monkeypatch, f"http://127.0.0.1:{closed_port()}")
-    with pytest.raises(MonidTransportError, match=f"ConnectError.*after {MAX_ATTEMPTS} attempt"):
+    with pytest.raises(TransportError, match=f"ConnectError.*after {MAX_ATTEMPTS} attempt"):
         hook.get_run("R1")
     assert len(sleeps.delays) == MAX_ATTEMPTS - 1
 
@@ -192,7 +192,7 @@ def test_retry_after_beyond_the_retry_budget_fails_at_once(
 ) -> None:
     run_r1.add_fault("GET", RUN, status=429, headers={"Retry-After": "30"}, times=None)
     hook = hook_for(monkeypatch, run_r1.url, max_retry_seconds=5, retry_after_cap=60)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         hook.get_run("R1")
     assert info.value.status_code == 429
     assert sleeps.delays == [] and run_r1.count() == 1
@@ -201,7 +201,7 @@ def test_retry_after_beyond_the_retry_budget_fails_at_once(
 @pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 409, 422])
 def test_client_errors_raise_at_once(run_r1: Emulator, sleeps: Sleeps, status: int) -> None:
     run_r1.add_fault("GET", RUN, status=status, times=None)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().get_run("R1")
     assert info.value.status_code == status and info.value.is_permanent
     assert run_r1.count() == 1 and sleeps.delays == []
@@ -217,7 +217,7 @@ async def test_async_read_retried_after_resets_and_5xx(run_r1: Emulator) -> None
 
 async def test_async_read_gives_up_after_max_attempts(run_r1: Emulator) -> None:
     run_r1.add_fault("GET", RUN, status=502, times=None)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         await MonidHook().aget_run("R1")
     assert info.value.status_code == 502
     assert run_r1.count() == MAX_ATTEMPTS
@@ -251,9 +251,9 @@ def test_paid_submit_refused_until_the_end_is_a_transport_error(
 ) -> None:
     hook = hook_for(monkeypatch, f"http://127.0.0.1:{closed_port()}")
     refused = rf"POST http://\S+/v1/run could not connect.* after {MAX_ATTEMPTS} attempt"
-    with pytest.raises(MonidTransportError, match=refused) as info:
+    with pytest.raises(TransportError, match=refused) as info:
         hook.submit_run(*PDL, PDL_INPUT)
-    assert not isinstance(info.value, MonidUnclearSubmitError)
+    assert not isinstance(info.value, UnclearRequestError)
 
 
 def test_paid_submit_retried_after_429_without_run_id(connections: Emulator, sleeps: Sleeps) -> None:
@@ -267,7 +267,7 @@ def test_paid_submit_retried_after_429_without_run_id(connections: Emulator, sle
 
 def test_paid_submit_429_until_the_end(connections: Emulator, sleeps: Sleeps) -> None:
     connections.add_fault("POST", "/v1/run", status=429, times=None)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().submit_run(*PDL, PDL_INPUT)
     assert info.value.status_code == 429
     assert connections.count("POST", "/v1/run") == MAX_ATTEMPTS
@@ -304,12 +304,12 @@ def test_paid_submit_never_resent_when_it_may_have_arrived(
     emu = connections
     emu.add_fault("POST", "/v1/run", times=None, **fault)
     hook = hook_for(monkeypatch, emu.url, timeout=0.5)
-    with pytest.raises(MonidUnclearSubmitError) as info:
+    with pytest.raises(UnclearRequestError) as info:
         hook.submit_run(*PDL, PDL_INPUT)
     message = str(info.value)
     assert f"POST {emu.url}/v1/run" in message
     assert "a run may exist" in message and "Check the runs list" in message
-    assert isinstance(info.value, MonidError) and not isinstance(info.value, MonidPermanentError)
+    assert isinstance(info.value, ProviderError) and not isinstance(info.value, PermanentError)
     assert emu.count("POST", "/v1/run") == 1
     assert sleeps.delays == []
     assert len(emu.monid.runs()) == runs_created
@@ -327,7 +327,7 @@ def test_paid_submit_with_an_unusable_run_body_is_unclear(
     connections: Emulator, sleeps: Sleeps, status: int, body: dict[str, Any]
 ) -> None:
     connections.add_fault("POST", "/v1/run", status=status, body=body, times=None)
-    with pytest.raises(MonidUnclearSubmitError, match="not a usable run") as info:
+    with pytest.raises(UnclearRequestError, match="not a usable run") as info:
         MonidHook().submit_run(*PDL, PDL_INPUT)
     assert "a run may exist" in str(info.value)
     (post,) = connections.requests("POST")
@@ -352,15 +352,15 @@ def test_paid_submit_client_error_raises_at_once(
     connections: Emulator, sleeps: Sleeps, status: int, message: str
 ) -> None:
     connections.add_fault("POST", "/v1/run", status=status, body={"code": status, "message": message}, times=None)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().submit_run(*PDL, PDL_INPUT)
-    assert not isinstance(info.value, MonidUnclearSubmitError)
+    assert not isinstance(info.value, UnclearRequestError)
     assert info.value.status_code == status and info.value.message == message
     assert connections.count("POST", "/v1/run") == 1
 
 
 def test_paid_submit_unknown_endpoint_404_is_an_api_error(connections: Emulator, sleeps: Sleeps) -> None:
-    with pytest.raises(MonidAPIError, match="HTTP 404: Endpoint not found: pdl /nope"):
+    with pytest.raises(APIError, match="HTTP 404: Endpoint not found: pdl /nope"):
         MonidHook().submit_run("pdl", "/nope", {})
     assert connections.count("POST", "/v1/run") == 1
 
@@ -393,7 +393,7 @@ def test_paid_submit_not_resent_when_maybe_sent(
 ) -> None:
     router, hook = mocked
     route = router.post("/v1/run").mock(side_effect=[exc, httpx.Response(202, json=RUN_BODY)])
-    with pytest.raises(MonidUnclearSubmitError, match=exc.__name__):
+    with pytest.raises(UnclearRequestError, match=exc.__name__):
         hook.submit_run(*PDL, PDL_INPUT)
     assert route.call_count == 1
 
@@ -421,7 +421,7 @@ def test_error_body_shapes(mocked: tuple[respx.MockRouter, MonidHook], body: Any
     router.get("/v1/wallet/balance").mock(
         return_value=httpx.Response(400, json=body, headers={"x-request-id": "req_abc"})
     )
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         hook.get_wallet_balance()
     assert info.value.message.replace(" ", "") == message.replace(" ", "")
     assert str(info.value).endswith("; x-request-id: req_abc)")
@@ -430,7 +430,7 @@ def test_error_body_shapes(mocked: tuple[respx.MockRouter, MonidHook], body: Any
 def test_error_without_body_or_request_id(mocked: tuple[respx.MockRouter, MonidHook]) -> None:
     router, hook = mocked
     router.get("/v1/wallet/balance").mock(return_value=httpx.Response(403))
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         hook.get_wallet_balance()
     assert str(info.value) == (
         "Monid API GET /v1/wallet/balance failed with HTTP 403: no message "
@@ -442,7 +442,7 @@ def test_error_without_body_or_request_id(mocked: tuple[respx.MockRouter, MonidH
 
 
 def test_api_error_names_method_path_status_message_and_request_id(connections: Emulator) -> None:
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().get_run("01MISSING/x")
     (record,) = connections.requests()
     assert record.request_id.startswith("req_")
@@ -462,7 +462,7 @@ def test_api_error_names_method_path_status_message_and_request_id(connections: 
 
 def test_html_502_on_a_read_after_retries_gives_status_and_start_of_body(run_r1: Emulator, sleeps: Sleeps) -> None:
     run_r1.add_fault("GET", RUN, action="html", status=502, times=None)
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().get_run("R1")
     last = run_r1.requests()[-1]
     text = str(info.value)
@@ -473,14 +473,14 @@ def test_html_502_on_a_read_after_retries_gives_status_and_start_of_body(run_r1:
 
 def test_long_non_json_body_is_cut(run_r1: Emulator, sleeps: Sleeps) -> None:
     run_r1.add_fault("GET", RUN, action="html", status=400, body="<p>" + "x" * 5000 + "</p>")
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         MonidHook().get_run("R1")
     assert "<p>xxx" in info.value.message and len(info.value.message) < 300
 
 
 def test_2xx_non_json_on_a_read_is_a_response_error(run_r1: Emulator, sleeps: Sleeps) -> None:
     run_r1.add_fault("GET", RUN, action="html", status=200)
-    with pytest.raises(MonidResponseError) as info:
+    with pytest.raises(ResponseError) as info:
         MonidHook().get_run("R1")
     (record,) = run_r1.requests()
     assert "answered HTTP 200 with a body that is not JSON" in str(info.value)
@@ -489,7 +489,7 @@ def test_2xx_non_json_on_a_read_is_a_response_error(run_r1: Emulator, sleeps: Sl
 
 def test_2xx_body_that_is_not_a_run_is_a_response_error(run_r1: Emulator, sleeps: Sleeps) -> None:
     run_r1.add_fault("GET", RUN, status=200, body={"items": []})
-    with pytest.raises(MonidResponseError, match="Expected a Monid run"):
+    with pytest.raises(ResponseError, match="Expected a Monid run"):
         MonidHook().get_run("R1")
 
 
@@ -507,7 +507,7 @@ def test_key_never_appears_in_errors_reprs_or_logs(
     errors: list[BaseException] = []
 
     def expect_error(call: Callable[[], Any]) -> None:
-        with pytest.raises(MonidError) as info:
+        with pytest.raises(ProviderError) as info:
             call()
         errors.append(info.value)
 
@@ -535,11 +535,11 @@ def test_key_never_appears_in_errors_reprs_or_logs(
     assert {type(e) for e in errors} == {
         PermanentAPIError,
         TransientAPIError,
-        MonidResponseError,
-        MonidUnclearSubmitError,
-        MonidTransportError,
+        ResponseError,
+        UnclearRequestError,
+        TransportError,
     }
-    assert all(isinstance(e, MonidAPIError) for e in errors if isinstance(e, PermanentAPIError | TransientAPIError))
+    assert all(isinstance(e, APIError) for e in errors if isinstance(e, PermanentAPIError | TransientAPIError))
     assert any("***" in str(e) for e in errors)  # the echoed key was there, and was masked
     texts = [str(e) for e in errors] + [repr(e) for e in errors] + [message]
     texts += [repr(hook), str(hook), repr(hook.settings), str(refused.settings)]

@@ -3,7 +3,7 @@
 * any text id becomes exactly one path segment that decodes back to the id, never a dot segment and
   never an unescaped ``/``, ``?`` or ``#`` (checked on our output, on httpx's URL, and through the emulator);
 * any JSON value given to the parsers, the outcome table or the response policy either parses or raises
-  our own error family (``MonidError``), never ``AttributeError``/``KeyError``/``TypeError``/pydantic's
+  our own error family (``ProviderError``), never ``AttributeError``/``KeyError``/``TypeError``/pydantic's
   ``ValidationError``.
 """
 
@@ -32,7 +32,7 @@ from airflow_monid._http.policy import (
     encode_segment,
 )
 from airflow_monid._monid.outcome import apply_outcome, is_reusable, reason_of
-from airflow_monid.exceptions import MonidAPIError, MonidConfigError, MonidError, MonidUnclearSubmitError
+from airflow_monid.exceptions import APIError, ConfigError, ProviderError, UnclearRequestError
 from airflow_monid.hooks.monid import MONID_PROFILE, MonidHook, _monid_error_message, _submitted_run
 from airflow_monid.models.monid import MonidRun, MonidRunPage, MonidRunStatus
 from airflow_monid.testing.emulator import Emulator
@@ -143,7 +143,7 @@ def _valid_id(value: str) -> bool:
 @given(any_text)
 def test_any_id_is_one_segment_that_decodes_back(value: str) -> None:
     if not _valid_id(value):
-        with pytest.raises(MonidConfigError):
+        with pytest.raises(ConfigError):
             encode_segment(value, "run_id")
         return
     segment = encode_segment(value, "run_id")
@@ -195,7 +195,7 @@ def test_any_id_round_trips_through_the_emulator(live_hook: tuple[Emulator, Moni
 def test_run_parsing_and_outcome_only_raise_our_errors(data: Any, allowed: list[int]) -> None:
     try:
         run = MonidRun.from_api(data)
-    except MonidError:
+    except ProviderError:
         return
     assert isinstance(data, dict) and run.run_id == data["runId"] and run.raw is data
     status = run.status
@@ -205,7 +205,7 @@ def test_run_parsing_and_outcome_only_raise_our_errors(data: Any, allowed: list[
     assert "output" not in run.summary()
     try:
         result = apply_outcome(run, allowed)
-    except MonidError:
+    except ProviderError:
         return
     assert status is MonidRunStatus.COMPLETED  # only a completed run has an outcome to return
     assert result is run.output or result is None
@@ -216,7 +216,7 @@ def test_run_parsing_and_outcome_only_raise_our_errors(data: Any, allowed: list[
 def test_a_submit_answer_is_a_run_or_an_unclear_submit(status: int, data: Any) -> None:
     try:
         run = _submitted_run(ApiResponse(status, data, "req_1", {}))
-    except MonidUnclearSubmitError as exc:
+    except UnclearRequestError as exc:
         assert "a run may exist" in str(exc) and "req_1" in str(exc)
         return
     assert isinstance(data, dict) and run.run_id == data["runId"]
@@ -227,7 +227,7 @@ def test_a_submit_answer_is_a_run_or_an_unclear_submit(status: int, data: Any) -
 def test_page_parsing_only_raises_our_errors(data: Any) -> None:
     try:
         page = MonidRunPage.from_api(data)
-    except MonidError:
+    except ProviderError:
         return
     assert all(isinstance(run, MonidRun) for run in page.items)
     assert page.cursor is None or (isinstance(page.cursor, str) and page.cursor)
@@ -265,12 +265,12 @@ def test_response_policy_returns_or_raises_our_errors(status: int, body: Any, pa
     attempt.begin()
     try:
         outcome = attempt.on_response(response)
-    except MonidError as exc:
+    except ProviderError as exc:
         assert MONID_KEY not in str(exc)
-        if isinstance(exc, MonidAPIError):
+        if isinstance(exc, APIError):
             assert exc.status_code == status
         if paid and (status >= 500 or status == 408 or 200 <= status < 300):
-            assert isinstance(exc, MonidUnclearSubmitError)  # the run may exist: never retried, never "failed"
+            assert isinstance(exc, UnclearRequestError)  # the run may exist: never retried, never "failed"
         return
     if isinstance(outcome, float):
         assert outcome >= 0 and (status in (408, 429) or status >= 500)

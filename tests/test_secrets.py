@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from airflow_monid.exceptions import MonidAPIError
+from airflow_monid.exceptions import APIError
 from airflow_monid.hooks.monid import MonidHook
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.testing import Emulator
@@ -70,7 +70,7 @@ def test_wrong_key_errors_do_not_echo_it(
     caplog.set_level(logging.DEBUG, logger="airflow_monid")
     monkeypatch.setenv("AIRFLOW_CONN_MONID_WRONG", monid_conn(connections.url, key=key))
     hook = MonidHook("monid_wrong")
-    with pytest.raises(MonidAPIError) as info:
+    with pytest.raises(APIError) as info:
         hook.get_wallet_balance()
     assert info.value.status_code == 401
     ok, message = hook.test_connection()

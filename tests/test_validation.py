@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_monid.exceptions import MonidConfigError
+from airflow_monid.exceptions import ConfigError
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.sensors.monid import MonidRunSensor
 from airflow_monid.testing import Emulator
@@ -52,7 +52,7 @@ def _op(**kwargs: Any) -> MonidRunOperator:
     ],
 )
 def test_bad_input_fails_before_any_request(connections: Emulator, kwargs: dict, fragment: str) -> None:
-    with pytest.raises(MonidConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=fragment):
         _op(**kwargs).execute(_context())
     assert connections.count("POST", "/v1/run") == 0
     assert connections.requests() == []
@@ -61,7 +61,7 @@ def test_bad_input_fails_before_any_request(connections: Emulator, kwargs: dict,
 @pytest.mark.parametrize("value", [{"x": math.nan}, {"a": [1, {"b": (2, -math.inf)}]}])
 def test_a_non_finite_number_in_the_input_fails_when_the_task_is_built(value: dict) -> None:
     """Airflow stores rendered fields before execute() and would refuse NaN there with a traceback."""
-    with pytest.raises(MonidConfigError, match="which JSON cannot carry"):
+    with pytest.raises(ConfigError, match="which JSON cannot carry"):
         _op(input=value)
     assert _op(input={"a": [1.5, {"b": "{{ ds }}"}]}).input == {"a": [1.5, {"b": "{{ ds }}"}]}
 
@@ -69,12 +69,12 @@ def test_a_non_finite_number_in_the_input_fails_when_the_task_is_built(value: di
 @pytest.mark.parametrize("name", ["poll_interval", "timeout"])
 @pytest.mark.parametrize("value", [0, -1, math.nan, "5", True])
 def test_bad_wait_bounds_fail_at_construction(name: str, value: Any) -> None:
-    with pytest.raises(MonidConfigError, match=f"{name} must be a positive number of seconds"):
+    with pytest.raises(ConfigError, match=f"{name} must be a positive number of seconds"):
         _op(**{name: value})
 
 
 def test_allowed_provider_statuses_validated() -> None:
-    with pytest.raises(MonidConfigError, match="allowed_provider_statuses"):
+    with pytest.raises(ConfigError, match="allowed_provider_statuses"):
         _op(allowed_provider_statuses=["abc"])
 
 
@@ -91,14 +91,14 @@ def test_bad_connection_fails_before_any_request(
     connections: Emulator, monkeypatch: pytest.MonkeyPatch, conn: str, fragment: str
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_MONID_BAD", conn)
-    with pytest.raises(MonidConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=fragment):
         _op(monid_conn_id="monid_bad").execute(_context())
     assert connections.requests() == []
 
 
 def test_empty_sensor_run_id_is_an_error(connections: Emulator) -> None:
     sensor = MonidRunSensor(task_id="s", run_id="", poke_interval=1)
-    with pytest.raises(MonidConfigError, match="run_id must be a non-empty string"):
+    with pytest.raises(ConfigError, match="run_id must be a non-empty string"):
         sensor.poke(_context())
     assert connections.requests() == []
 

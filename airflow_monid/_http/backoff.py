@@ -1,7 +1,7 @@
 """The one back-off of this provider: how long to wait after the n-th failure in a row.
 
-Every layer that waits after a failure uses it (the docs page "Money", section "Retries, in one place", lists the layers):
-the request core between attempts of one call, the worker's wait loop and the triggerer's
+Every layer that waits after a failure uses it (the docs page "Money", section "Retries, in one
+place", lists the layers): the request core between attempts of one call, the worker's wait loop and the triggerer's
 wait between polls, the shared Monid status poller after a failed cycle, and the Exa watcher.
 
 Why not ``tenacity`` (Airflow's dependency, which the official hooks use): its ``Retrying`` owns the

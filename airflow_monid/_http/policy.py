@@ -3,7 +3,8 @@
 One description of a request (:class:`ApiRequest`) and one retry/error policy (:class:`Attempt`)
 serve both :func:`~airflow_monid._http.transport.send` (``httpx.Client``) and
 :func:`~airflow_monid._http.transport.asend` (``httpx.AsyncClient``), the way httpx shares its request
-model between its two clients. Which layer retries what is written once, in the docs ("Money", section "Retries, in one place").
+model between its two clients. Which layer retries what is written once, in the docs ("Money",
+section "Retries, in one place").
 """
 
 from __future__ import annotations

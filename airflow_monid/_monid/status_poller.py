@@ -46,7 +46,7 @@ class PollingOptions:
     """How the triggers of one connection poll (connection extras of type ``monid``).
 
     :param batch: ``batch_status_polling``: share one paged list read per interval (default); ``False``
-        polls each run with its own ``GET``, as releases before 0.4 did.
+        polls each run with its own ``GET``.
     :param page_budget: ``status_page_budget``: list pages read per cycle at most (100 runs each).
     """
 

@@ -11,6 +11,8 @@ wait are decided here once. Retry-or-not is decided by the exceptions' types
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
 from airflow_monid._runtime.deferral import Deadline
@@ -42,43 +44,53 @@ class _Run(Protocol):
 R = TypeVar("R", bound=_Run)
 
 
-class RunLifecycle(Generic[R]):
-    """Mixin for a ``BaseOperator``/``BaseSensorOperator`` that waits for one run of an API.
+def status_of(run: _Run) -> tuple[bool, str]:
+    """(is terminal, the status as the API spelled it): both APIs' run models answer the same way."""
+    return run.status.is_terminal, str(run.raw_status)
 
-    Subclasses set :attr:`deferrable` and implement the ``_`` plug-ins below.
+
+class RunLifecycle(ABC, Generic[R]):
+    """Base of every operator and sensor here that waits for one run of an API.
+
+    A subclass is also a ``BaseOperator`` (whose ``log``, ``defer`` and ``execute`` it uses, declared
+    below), sets :attr:`deferrable`, and implements the abstract methods: the API's calls and outcome
+    table. The order of the steps, the deadline and what a trigger event means are decided here once.
     """
 
     deferrable: bool
+    log: Any
+    defer: Callable[..., NoReturn]
+    execute: Callable[[Any], Any]
+    #: the run the task last read (OpenLineage names it when the task fails too)
+    current_run_id: str | None = None
 
-    # --- plug-ins -------------------------------------------------------------------------------
+    # --- what each task type implements -----------------------------------------------------------
 
+    @abstractmethod
     def _label(self) -> str:
-        raise NotImplementedError
+        """Names the task's API object in messages, e.g. ``Monid`` or ``Exa search monitor m``."""
 
-    def _run_id(self, run: R) -> str:
-        return run.identifier
-
-    def _status_of(self, run: R) -> tuple[bool, str]:
-        """(is terminal, the status as the API spelled it); both APIs' run models answer the same way."""
-        return run.status.is_terminal, str(run.raw_status)
-
+    @abstractmethod
     def _fetch(self, run_id: str) -> R:
         """Read the run again (following whatever the API's rules say to follow)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _poll_interval(self) -> float:
-        raise NotImplementedError
+        """Seconds between polls."""
 
+    @abstractmethod
     def _trigger(self, run_id: str | None, deadline: Deadline) -> BaseTrigger:
-        raise NotImplementedError
+        """The trigger that waits for ``run_id`` in the triggerer until ``deadline``."""
 
+    @abstractmethod
     def _complete(self, context: Any, run: R) -> Any:
         """Judge a terminal run: the task's return value, or the error its outcome table prescribes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _expire(self, context: Any, run_id: str | None, deadline: Deadline, why: str) -> Any:
         """The deadline passed with the run not terminal (stop it, or time the sensor out)."""
-        raise NotImplementedError
+
+    # --- what a task type may change ---------------------------------------------------------------
 
     def _fail(self, message: str) -> NoReturn:
         """A failure no retry can fix (sensors turn it into a skip with ``soft_fail``)."""
@@ -95,8 +107,8 @@ class RunLifecycle(Generic[R]):
 
     def _await(self, context: Any, run: R, deadline: Deadline) -> Any:
         """Wait for ``run`` until ``deadline``: judge it now, defer, or poll on the worker."""
-        run_id = self._run_id(run)
-        if self._status_of(run)[0]:
+        run_id = self.current_run_id = run.identifier
+        if status_of(run)[0]:
             return self._complete(context, run)
         if self.deferrable:
             self._defer_until(context, run_id, deadline)
@@ -104,15 +116,16 @@ class RunLifecycle(Generic[R]):
             end_time=deadline.end_time,
             poll_interval=self._poll_interval(),
             label=self._describe(run_id),
-            log=self.log,  # type: ignore[attr-defined]
+            log=self.log,
         )
-        final = wait_on_worker(lambda: self._fetched(context, run_id), self._status_of, waiter, current=run)
+        final = wait_on_worker(lambda: self._fetched(context, run_id), status_of, waiter, current=run)
         if final is None:
             return self._expire(context, run_id, deadline, waiter.timeout_message())
         return self._complete(context, final)
 
     def _fetched(self, context: Any, run_id: str) -> R:
         run = self._fetch(run_id)
+        self.current_run_id = run.identifier
         self._seen(context, run)
         return run
 
@@ -121,13 +134,13 @@ class RunLifecycle(Generic[R]):
 
     def _defer_until(self, context: Any, run_id: str | None, deadline: Deadline) -> NoReturn:
         deadline.record(context)
-        self.log.info(  # type: ignore[attr-defined]
+        self.log.info(
             "Deferring until %s is terminal (deadline in %.0f s, %s).",
             self._describe(run_id),
             deadline.remaining(),
             deadline.describe(),
         )
-        self.defer(  # type: ignore[attr-defined]
+        self.defer(
             trigger=self._trigger(run_id, deadline),
             method_name="execute_complete",
             # Airflow's own defer timeout would fail the task without execute_complete and leave the
@@ -155,30 +168,30 @@ class RunLifecycle(Generic[R]):
             except ProviderError as exc:
                 if parsed.status != "timeout" and not deadline.passed():
                     # One bad answer on resume must not cost a retry (or skip a soft_fail sensor).
-                    self.log.warning(  # type: ignore[attr-defined]
+                    self.log.warning(
                         "Reading %s on resume failed (%s): waiting again until the same deadline.",
                         self._describe(run_id),
                         exc,
                     )
                     self._defer_until(context, run_id, deadline)
                 parsed.message = f"{parsed.message} The last read failed too: {exc}".strip()
-        if run is not None and self._status_of(run)[0]:
+        if run is not None and status_of(run)[0]:
             # Terminal when read again: judge it, even when the event said "timeout" (it finished at the deadline).
             return self._complete(context, run)
         if parsed.status == "timeout" or deadline.passed():
             why = parsed.message or f"{self._describe(run_id)} was not terminal at the deadline."
-            return self._expire(context, self._run_id(run) if run is not None else run_id, deadline, why)
+            return self._expire(context, run.identifier if run is not None else run_id, deadline, why)
         # Reported terminal, but not terminal now (a list and the run disagreed, or a newer run
         # replaced it): wait again, same deadline. Never counted as success.
-        self.log.warning(  # type: ignore[attr-defined]
+        self.log.warning(
             "%s was reported %s but is %s now: waiting again until the same deadline.",
             self._describe(run_id),
             parsed.run_status,
-            self._status_of(run)[1] if run is not None else "not found",
+            status_of(run)[1] if run is not None else "not found",
         )
-        self._defer_until(context, self._run_id(run) if run is not None else run_id, deadline)
+        self._defer_until(context, run.identifier if run is not None else run_id, deadline)
 
     def _resume_stale(self, context: Any, event: Any) -> Any:
         """Resumed with an earlier try's event (Airflow 3.0 ``dag.test()``): start this try afresh."""
-        self.log.warning("Resumed with the event of an earlier try: starting this try afresh.")  # type: ignore[attr-defined]
-        return self.execute(context)  # type: ignore[attr-defined]
+        self.log.warning("Resumed with the event of an earlier try: starting this try afresh.")
+        return self.execute(context)

@@ -3,7 +3,7 @@
 The listener calls ``get_openlineage_facets_on_complete`` in the process that finished the task; the
 OpenLineage packages are imported there only, never when a DAG file is parsed. After a deferral the
 operator object is a new one, but ``_complete`` ran in it (execute_complete), so the run id and the
-output URL are on ``self``; XCom is the fallback for anything that finished the task another way.
+output URL are on ``self``; nothing is read back from XCom.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 from urllib.parse import urlsplit
-
-from airflow_monid._runtime.output_store import OutputStore
 
 log = logging.getLogger("airflow_monid.lineage")
 
@@ -36,32 +34,40 @@ def storage_dataset(url: str) -> tuple[str, str]:
     return f"{parts.scheme}://{host}", parts.path.lstrip("/")
 
 
-class RunLineage(OutputStore):
-    """Mixin: the OpenLineage facets of a task that waited for one API run.
+class RunLineage:
+    """Base of every task here: the OpenLineage facets of a task that waited for one API run.
 
-    Subclasses implement :meth:`_lineage_input` (namespace and name of the API's dataset).
+    Everything the facets need is kept on the task object while it runs (after a deferral too: the
+    resumed object reads the run again), so building them makes **no request**: the OpenLineage
+    listener calls these methods in a forked child process, where any Execution-API call waits on a
+    parent that is not serving it (until the listener's timeout). Subclasses implement
+    :meth:`_lineage_input`.
     """
 
-    def _lineage_input(self, task_instance: Any) -> tuple[str, str]:
-        raise NotImplementedError
+    output_api: str
+    hook: Any
+    #: set by :class:`~airflow_monid._runtime.output_store.OutputStore` when the task delivers
+    delivered_run_id: str | None
+    output_url: str | None
+    lineage_name: str | None
+    #: the run the task last read (:class:`~airflow_monid._runtime.lifecycle.RunLifecycle`)
+    current_run_id: str | None
 
-    def _lineage_run_id(self, task_instance: Any) -> str | None:
-        # The Monid sensor's run_id argument names its run; it pushes no run_id XCom.
-        return self.delivered_run_id or _xcom(task_instance, "run_id") or getattr(self, "run_id", None)
+    def _lineage_input(self) -> tuple[str, str]:
+        raise NotImplementedError  # pragma: no cover - every task class implements it
 
-    def _lineage_output(self, task_instance: Any) -> str | None:
-        if self.output_url:
-            return self.output_url
-        value = _xcom(task_instance, "return_value") if self.output_path else None
-        return value if isinstance(value, str) and "://" in value else None
+    def _base_url(self) -> str | None:
+        """The connection's base URL when this process read it already; never a lookup of its own."""
+        settings = vars(self.hook).get("settings")
+        return str(settings.base_url) if settings is not None else None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow.providers.common.compat.openlineage.facet import Dataset, ExternalQueryRunFacet
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        namespace, name = self._lineage_input(task_instance)
-        run_id = self._lineage_run_id(task_instance)
-        url = self._lineage_output(task_instance)
+        namespace, name = self._lineage_input()
+        run_id = self.delivered_run_id or self.current_run_id
+        url = self.output_url
         run_facets = (
             {"externalQuery": ExternalQueryRunFacet(externalQueryId=run_id, source=namespace)} if run_id else {}
         )
@@ -69,61 +75,37 @@ class RunLineage(OutputStore):
         return OperatorLineage(inputs=[Dataset(namespace=namespace, name=name)], outputs=outputs, run_facets=run_facets)
 
 
-def _xcom(task_instance: Any, key: str) -> Any:
-    try:
-        # Without map_indexes a task pulls its own map index's value.
-        return task_instance.xcom_pull(task_ids=task_instance.task_id, key=key)
-    except Exception as exc:  # lineage must never fail a task that succeeded
-        log.warning("OpenLineage: could not read XCom %r (%s).", key, exc)
-        return None
-
-
 class MonidLineage(RunLineage):
     """``monid://<host>`` and ``<provider><endpoint>``, e.g. ``apify/apidojo/tweet-scraper``."""
 
-    monid_conn_id: str
-    output_api = "Monid"
+    provider: Any
+    endpoint: Any
 
-    def _lineage_input(self, task_instance: Any) -> tuple[str, str]:
+    def _lineage_input(self) -> tuple[str, str]:
         from airflow_monid.hooks.monid import MonidHook
 
         name = self.lineage_name
         if not name:
-            provider, endpoint = getattr(self, "provider", None), getattr(self, "endpoint", None)
-            if not (isinstance(provider, str) and isinstance(endpoint, str)):
-                run = _xcom(task_instance, "run") or {}
-                provider, endpoint = run.get("provider"), run.get("endpoint")
-            name = f"{provider}{endpoint}" if provider and endpoint else "runs"
-        return api_namespace(
-            "monid", _base_url(lambda: MonidHook(self.monid_conn_id)), MonidHook.default_base_url
-        ), name
+            provider, endpoint = self.provider, self.endpoint
+            name = f"{provider}{endpoint}" if isinstance(provider, str) and isinstance(endpoint, str) else "runs"
+        return api_namespace("monid", self._base_url(), MonidHook.default_base_url), name
 
 
 class ExaLineage(RunLineage):
     """``exa://<host>`` and the monitor's API path, e.g. ``monitors/<monitor_id>``."""
 
-    output_api = "Exa"
-    exa_conn_id: str
     monitor_id: str
     monitor_type: str = "search"
-    search_monitors_path: str | None = None
 
-    def _lineage_input(self, task_instance: Any) -> tuple[str, str]:
+    def _lineage_input(self) -> tuple[str, str]:
         from airflow_monid.hooks.exa import ExaHook
 
-        hook = ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
         try:
-            prefix = hook.prefix(self.monitor_type)
-        except Exception as exc:
-            log.warning("OpenLineage: could not read connection %r (%s).", self.exa_conn_id, exc)
-            prefix = "/monitors"
-        base = _base_url(lambda: hook)
-        return api_namespace("exa", base, ExaHook.default_base_url), f"{prefix.strip('/')}/{self.monitor_id}"
-
-
-def _base_url(make_hook: Any) -> str | None:
-    try:
-        return str(make_hook().settings.base_url)
-    except Exception as exc:  # a connection unreadable now must not fail a task that succeeded
-        log.warning("OpenLineage: could not read the API's base URL (%s); using the default host.", exc)
-        return None
+            prefix = self.hook.prefix(self.monitor_type) if vars(self.hook).get("settings") else None
+        except Exception as exc:  # a connection unreadable now must not fail a task that succeeded
+            log.warning("OpenLineage: could not read the Exa connection (%s).", exc)
+            prefix = None
+        if prefix is None:
+            prefix = "/monitors" if self.monitor_type == "search" else "/websets/v0/monitors"
+        name = f"{prefix.strip('/')}/{self.monitor_id}"
+        return api_namespace("exa", self._base_url(), ExaHook.default_base_url), name

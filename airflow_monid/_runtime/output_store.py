@@ -118,7 +118,7 @@ def _path(url: str) -> Any:
 
 
 class OutputStore:
-    """Mixin for the operators and sensors: ``output_path`` and what the task delivered.
+    """Base of every task here: ``output_path`` and what the task delivered.
 
     ``delivered_run_id``, ``output_url`` and ``lineage_name`` are set when the task delivers, in the
     process that finishes it (after a deferral too), for OpenLineage (:mod:`airflow_monid._runtime.lineage`).
@@ -126,6 +126,7 @@ class OutputStore:
 
     output_path: str | None
     output_api: str = "Monid"
+    log: Any
     delivered_run_id: str | None = None
     output_url: str | None = None
     lineage_name: str | None = None
@@ -156,5 +157,5 @@ class OutputStore:
         written = exa_output(data) if self.output_api == "Exa" else data
         write_output(url, written, f"{self.output_api} run {run_id}")
         self.output_url = url
-        self.log.info("Wrote the output of %s run %s to %s.", self.output_api, run_id, url)  # type: ignore[attr-defined]
+        self.log.info("Wrote the output of %s run %s to %s.", self.output_api, run_id, url)
         return url

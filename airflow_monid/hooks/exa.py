@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -320,18 +320,6 @@ class ExaHook(ApiHook):
         cursor: str | None = None,
     ) -> ExaPage:
         return await self._acall(self._list_runs_call(await self.aprefix(monitor_type), monitor_id, limit, cursor))
-
-    async def aiter_run_pages(
-        self, monitor_id: str, monitor_type: Any = "search", page_size: int = RUNS_PAGE_SIZE
-    ) -> AsyncIterator[list[ExaMonitorRun]]:
-        seen: set[str] = set()
-        cursor: str | None = None
-        while True:
-            page = await self.alist_runs(monitor_id, monitor_type, page_size, cursor)
-            yield page.runs()
-            cursor = _next_cursor(page, seen, monitor_id)
-            if cursor is None:
-                return
 
     async def aget_monitor(self, monitor_id: str, monitor_type: Any = "search") -> ExaMonitor:
         return await self._acall(self._get_monitor_call(await self.aprefix(monitor_type), monitor_id))

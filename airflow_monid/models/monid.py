@@ -85,7 +85,7 @@ class MonidRun(RawModel):
 
     @property
     def status_text(self) -> Any:
-        """The first releases' name of :attr:`raw_status`."""
+        """The status as the API spelled it, as text for messages and events (:attr:`raw_status`)."""
         return self.raw_status
 
     @property

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowTaskTimeout, BaseOperator, conf
 
 from airflow_monid._exa.ledger import ABOUT_TO_TRIGGER, LEDGER_KEY, REFUSED, REUSABLE, TRIGGERED, monitor_digest
+from airflow_monid._exa.outcome import run_outcome
 from airflow_monid._http.policy import deadline_scope
 from airflow_monid._runtime.deferral import Deadline, cycle_of, try_number_of
 from airflow_monid._runtime.ledger import RunLedger
 from airflow_monid._runtime.lifecycle import RunLifecycle
 from airflow_monid._runtime.lineage import ExaLineage
 from airflow_monid._runtime.links import TaskStateLink
+from airflow_monid._runtime.output_store import OutputStore
 from airflow_monid._runtime.validation import require_positive, require_text
 from airflow_monid._runtime.waiting import Waiter
 from airflow_monid._spend import record_exa_spend
@@ -29,7 +32,7 @@ from airflow_monid.exceptions import (
     UnclearRequestError,
 )
 from airflow_monid.hooks.exa import RUNS_PAGE_SIZE, ExaHook
-from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, run_outcome
+from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger
 
 if TYPE_CHECKING:
@@ -66,7 +69,7 @@ def publish_links(
         context["ti"].xcom_push(key="run_url", value=task.run_url)
 
 
-class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOperator):
+class ExaTriggerMonitorOperator(ExaLineage, OutputStore, RunLifecycle[ExaMonitorRun], BaseOperator):
     """Trigger a search monitor run (``POST /monitors/{id}/trigger``, billed) and wait for it.
 
     Exa answers the trigger without a run id, so the ids on the first page of runs are read before
@@ -100,6 +103,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
     template_fields: Sequence[str] = ("monitor_id", "exa_conn_id", "output_path")
     operator_extra_links = (ExaRunLink(), ExaMonitorLink())
     ui_color = "#eef6ea"
+    output_api = "Exa"
 
     def __init__(
         self,
@@ -141,7 +145,9 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         self._run_ledger: RunLedger | None = None
         self._listing: Waiter | None = None  # the last search for a new run: its errors, for the messages
 
-    def _hook(self) -> ExaHook:
+    @cached_property
+    def hook(self) -> ExaHook:
+        """Built once per try (after templates are rendered): one connection lookup, not one per poll."""
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
 
     def _ledger(self, context: Context) -> RunLedger:
@@ -157,7 +163,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         if run.id != self.run_id:
             self._ledger(context).remember(run.id, monitor_digest(self.monitor_id))
             context["ti"].xcom_push(key="run_id", value=run.id)
-            publish_links(self, context, self._hook(), self.monitor_id, "search", run.id)
+            publish_links(self, context, self.hook, self.monitor_id, "search", run.id)
             self.run_id = run.id
 
     # --- the lifecycle's plug-ins ------------------------------------------------------------------
@@ -166,7 +172,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
         return f"Exa search monitor {self.monitor_id}"
 
     def _fetch(self, run_id: str) -> ExaMonitorRun:
-        hook = self._hook()
+        hook = self.hook
         return hook.follow_replacement(self.monitor_id, hook.get_run(self.monitor_id, run_id))
 
     def _seen(self, context: Any, run: ExaMonitorRun) -> None:
@@ -183,7 +189,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
             end_time=deadline.end_time,
             monitor_type="search",
             run_id=run_id,
-            search_monitors_path=self._hook().prefix("search"),
+            search_monitors_path=self.hook.prefix("search"),
         )
 
     def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
@@ -210,7 +216,7 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
     def execute(self, context: Context) -> Any:
         monitor_id = require_text(self.monitor_id, "monitor_id")
         self.run_id = None  # per try: a retry republishes the run id even when it reuses the run
-        hook = self._hook()
+        hook = self.hook
         hook.prefix("search")  # a bad URL, key or path extra fails here, before any money is spent
         self._check_output_path(context)
         publish_links(self, context, hook, monitor_id, "search", None)
@@ -224,8 +230,8 @@ class ExaTriggerMonitorOperator(ExaLineage, RunLifecycle[ExaMonitorRun], BaseOpe
             return run.raw
         return self._await(context, run, deadline)
 
-    def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
-        """Resume after the trigger (``end_time`` is accepted for tasks deferred by the first releases)."""
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        """Resume after the trigger: validate the event, read the run once, apply the outcome."""
         return self._resume(context, event)
 
     def _obtain_run(self, context: Context, hook: ExaHook, monitor_id: str, deadline: Deadline) -> ExaMonitorRun:

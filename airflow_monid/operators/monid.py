@@ -20,6 +20,7 @@ from airflow_monid._runtime.ledger import RunLedger
 from airflow_monid._runtime.lifecycle import RunLifecycle
 from airflow_monid._runtime.lineage import MonidLineage
 from airflow_monid._runtime.links import TaskStateLink
+from airflow_monid._runtime.output_store import OutputStore
 from airflow_monid._runtime.task_state import STOP_ON_STATES, task_state_on_worker
 from airflow_monid._runtime.validation import (
     require_amount,
@@ -48,7 +49,7 @@ class MonidRunLink(TaskStateLink):
     attribute = "run_url"
 
 
-class MonidRunOperator(MonidLineage, RunLifecycle[MonidRun], BaseOperator):
+class MonidRunOperator(MonidLineage, OutputStore, RunLifecycle[MonidRun], BaseOperator):
     """Submit a Monid run (``POST /v1/run``) and wait for its outcome.
 
     Sync providers answer with a finished run and the task ends without waiting. Async runs are

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_monid._exa.outcome import run_outcome
 from airflow_monid._http.policy import deadline_scope
 from airflow_monid._runtime.deferral import Deadline
 from airflow_monid._runtime.lifecycle import RunLifecycle
 from airflow_monid._runtime.lineage import ExaLineage
 from airflow_monid._runtime.links import TaskStateLink
+from airflow_monid._runtime.output_store import OutputStore
 from airflow_monid._runtime.validation import require_sensor_timing, require_text
 from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.events import RunEvent
-from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time, run_outcome
+from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, ExaRunStatus, parse_time
 from airflow_monid.operators.exa import ExaMonitorLink, ExaRunLink, publish_links
 from airflow_monid.sensors.monid import KeepsDeadline, sensor_deadline, sensor_fail, sensor_timeout
 from airflow_monid.triggers.exa import ExaMonitorRunTrigger, no_run_message
@@ -55,7 +58,7 @@ def default_window(context: Any) -> tuple[datetime | None, datetime | None]:
     return start or to_utc(getattr(dag_run, "run_after", None), "run_after"), None
 
 
-class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline, BaseSensorOperator):
+class ExaMonitorRunSensor(ExaLineage, OutputStore, RunLifecycle[ExaMonitorRun], KeepsDeadline, BaseSensorOperator):
     """Wait until an Exa monitor run is terminal; succeed when it completed.
 
     With ``run_id`` it waits for that run. Without, it selects the oldest run created in
@@ -89,6 +92,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
     )
     operator_extra_links: tuple[TaskStateLink, ...] = (ExaRunLink(), ExaMonitorLink())
     ui_color = "#eef6ea"
+    output_api = "Exa"
 
     def __init__(
         self,
@@ -126,7 +130,9 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
         self._waiter: Waiter | None = None  # this try's last status and poll errors
         self._bounds: tuple[datetime | None, datetime | None] = (None, None)  # the window last listed
 
-    def _hook(self) -> ExaHook:
+    @cached_property
+    def hook(self) -> ExaHook:
+        """Built once per try (after templates are rendered): one connection lookup, not one per poke."""
         return ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
 
     def _window(self, context: Context) -> tuple[datetime | None, datetime | None]:
@@ -164,7 +170,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
         return f"Exa {self.monitor_type} monitor {self.monitor_id}"
 
     def _fetch(self, run_id: str) -> ExaMonitorRun:
-        hook = self._hook()
+        hook = self.hook
         run = hook.follow_replacement(
             self.monitor_id, hook.get_run(self.monitor_id, run_id, self.monitor_type), self.monitor_type
         )
@@ -185,15 +191,15 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
             run_id=run_id,
             created_after=after.isoformat() if after else None,
             created_before=before.isoformat() if before else None,
-            search_monitors_path=self._hook().prefix("search") if self.monitor_type == "search" else None,
+            search_monitors_path=self.hook.prefix("search") if self.monitor_type == "search" else None,
         )
 
     def _complete(self, context: Context, run: ExaMonitorRun) -> Any:
         context["ti"].xcom_push(key="run_id", value=run.id)
-        publish_links(self, context, self._hook(), self.monitor_id, self.monitor_type, run.id)
+        publish_links(self, context, self.hook, self.monitor_id, self.monitor_type, run.id)
         if run.status is not ExaRunStatus.COMPLETED:
             # A run that did not complete: a monitor that died meanwhile says why better than the run.
-            self._check(self._hook())
+            self._check(self.hook)
         try:
             result = run_outcome(run, self._label())
         except ProviderError as exc:
@@ -247,7 +253,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
         self._deadline = self._waiter = None  # per try
         deadline, _ = self._watch(context)
         self._check_output_path(context)
-        hook = self._hook()
+        hook = self.hook
         if self.run_id:
             self.log.info("Waiting for %s run %s.", self._label(), self.run_id)
         else:
@@ -268,7 +274,7 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
         deadline, waiter = self._watch(context)
         try:
             with deadline_scope(deadline.end_time):  # no request outlives the deadline by more than the margin
-                run = self._current_run(self._hook(), context)
+                run = self._current_run(self.hook, context)
         except PermanentError as exc:
             self._fail(str(exc))
         except ProviderError as exc:  # transient: keep waiting until the sensor's timeout
@@ -290,8 +296,6 @@ class ExaMonitorRunSensor(ExaLineage, RunLifecycle[ExaMonitorRun], KeepsDeadline
             self._expire(context, None, deadline, no_run_message(self._label(), after, before, waiter))
         return False
 
-    def execute_complete(self, context: Context, event: Any = None, end_time: float | None = None) -> Any:
-        # ``end_time`` is accepted for tasks deferred by the first releases; the deadline now travels
-        # in the deferral record.
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
         self._context = context
         return self._resume(context, event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import (
@@ -21,6 +22,7 @@ from airflow_monid._monid.outcome import apply_outcome
 from airflow_monid._runtime.deferral import Deadline
 from airflow_monid._runtime.lifecycle import RunLifecycle
 from airflow_monid._runtime.lineage import MonidLineage
+from airflow_monid._runtime.output_store import OutputStore
 from airflow_monid._runtime.validation import require_sensor_timing, require_statuses, require_text
 from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import PermanentError, ProviderError
@@ -83,7 +85,7 @@ class KeepsDeadline:
         return interval
 
 
-class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], KeepsDeadline, BaseSensorOperator):
+class MonidRunSensor(MonidLineage, OutputStore, RunLifecycle[MonidRun], KeepsDeadline, BaseSensorOperator):
     """Wait until a Monid run is terminal; same outcome table as :class:`MonidRunOperator`.
 
     A sensor does not own the run: it never stops it, on timeout or on kill. Transient errors while
@@ -125,8 +127,13 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], KeepsDeadline, BaseSe
     def _label(self) -> str:
         return "Monid"
 
+    @cached_property
+    def hook(self) -> MonidHook:
+        """Built once per try (after templates are rendered): one connection lookup, not one per poke."""
+        return MonidHook(self.monid_conn_id)
+
     def _fetch(self, run_id: str) -> MonidRun:
-        return MonidHook(self.monid_conn_id).get_run(run_id)
+        return self.hook.get_run(run_id)
 
     def _poll_interval(self) -> float:
         return float(self.poke_interval)
@@ -143,6 +150,8 @@ class MonidRunSensor(MonidLineage, RunLifecycle[MonidRun], KeepsDeadline, BaseSe
 
     def _seen(self, context: Context, run: MonidRun) -> None:
         self._created_at = run.created_at_value
+        if run.provider and run.endpoint:  # OpenLineage names the endpoint, on failure too
+            self.lineage_name = f"{run.provider}{run.endpoint}"
 
     def _complete(self, context: Context, run: MonidRun) -> Any:
         context["ti"].xcom_push(key="run", value=run.summary())
