@@ -173,3 +173,35 @@ def test_the_websets_example_logs_no_xcom_not_found(dag_env: Emulator, capfd: py
     assert dr.state == "success"
     out = capfd.readouterr()
     assert "XCom not found" not in out.out + out.err
+
+
+# --- issue 20: a hook per try -----------------------------------------------------------------------------
+
+
+def test_polling_on_the_worker_looks_the_connection_up_once_per_try(
+    connections: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook is built once per try (cached_property): four polls, one connection lookup."""
+    from airflow_monid.hooks.monid import MonidHook
+
+    lookups: list[str] = []
+    real = MonidHook.get_connection.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, conn_id: str) -> Any:
+        lookups.append(conn_id)
+        return real(cls, conn_id)
+
+    monkeypatch.setattr(MonidHook, "get_connection", classmethod(counted))
+    connections.monid.set_endpoint("apify", "/apidojo/tweet-scraper", mode="async", polls_to_finish=4)
+    op = MonidRunOperator(
+        task_id="t",
+        provider="apify",
+        endpoint="/apidojo/tweet-scraper",
+        input={"searchTerms": ["airflow"]},
+        poll_interval=0.01,
+        deferrable=False,
+    )
+    assert len(op.execute(_context())) == 3
+    run_id = connections.monid.runs()[0]["runId"]
+    assert connections.count("GET", f"/v1/runs/{run_id}") >= 3  # it polled several times
+    assert lookups == ["monid_default"]

@@ -91,6 +91,12 @@ class Waiter:
             self.log.info("%s is %s.", self.label, status)
             self.last_status = status
 
+    def is_terminal(self, run: R, status_of: StatusOf[R]) -> bool:
+        """Note the status just read (logged when it changed) and say whether the wait is over."""
+        terminal, status = status_of(run)
+        self.on_result(status)
+        return terminal
+
     def on_error(self, exc: BaseException) -> None:
         """Remember a failed poll; a permanent error re-raises (no retry can fix it)."""
         if isinstance(exc, PermanentError):
@@ -162,11 +168,8 @@ def wait_on_worker(
     the deadline.
     """
     while True:
-        if current is not None:
-            terminal, status = status_of(current)
-            waiter.on_result(status)
-            if terminal:
-                return current
+        if current is not None and waiter.is_terminal(current, status_of):
+            return current
         delay = waiter.next_delay()
         if delay is None:
             return None
@@ -188,9 +191,7 @@ async def await_terminal(fetch: Callable[[], Awaitable[R]], status_of: StatusOf[
         except (TimeoutError, ProviderError) as exc:
             waiter.on_error(exc)
         else:
-            terminal, status = status_of(current)
-            waiter.on_result(status)
-            if terminal:
+            if waiter.is_terminal(current, status_of):
                 return current
         delay = waiter.next_delay()
         if delay is None:
