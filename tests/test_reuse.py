@@ -223,3 +223,26 @@ def test_reuse_needs_an_awaited_run() -> None:
         MonidRunOperator(
             task_id="t", wait_for_completion=False, reuse_results=ReusePolicy("file:///x"), input={}, **PDL
         )
+
+
+def test_the_spend_page_counts_a_reused_result_as_saved_not_spent(dag_env: Emulator, cache: Path) -> None:
+    from airflow.utils.session import create_session
+
+    from airflow_monid._spend.query import SpendFilter
+    from airflow_monid._spend.report import public, spend_report
+
+    _run("monid_reuse_sync", [{"email": "a@example.com"}])
+    _run("monid_reuse_sync", [{"email": "a@example.com"}])
+    with create_session() as session:
+        report = public(
+            spend_report(
+                session,
+                SpendFilter.parse(None, None, dag_id="monid_reuse_sync"),
+                "dag",
+                readable=None,
+                may_see_workspace=bool,
+                bill=None,
+            )
+        )
+    assert report["runs"] == 1 and report["total"] == pytest.approx(0.003)  # paid once
+    assert report["reused"] == {"runs": 1, "saved": pytest.approx(0.003)}

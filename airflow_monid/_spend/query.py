@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, select
 
-from airflow_monid._spend.records import SPEND_KEY_END, SPEND_KEY_PREFIX, spend_key
+from airflow_monid._spend.records import SAVED_KEY_END, SAVED_KEY_PREFIX, SPEND_KEY_END, SPEND_KEY_PREFIX, spend_key
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -274,3 +274,25 @@ def count_records(session: Session, flt: SpendFilter) -> int:
     """A bare ``SELECT count(*)`` over the records of the range (the benchmark's baseline)."""
     f = _Fields()
     return int(session.scalar(select(func.count()).select_from(f.x).where(and_(*f.where(flt, None)))) or 0)
+
+
+def saved(session: Session, flt: SpendFilter, dag_ids: Iterable[str] | None) -> dict[str, dict[str, Any]]:
+    """Results reused instead of paid for (``reuse_results``): ``{currency: {runs, saved}}``, one ``GROUP BY``
+    over the ``monid_saved.*`` rows (never counted as spent, nor claimed by reconciliation)."""
+    x = _xcom()
+    v = x.value
+    day, currency, amount = v["day"].as_string(), v["currency"].as_string(), v["saved"].as_float()
+    clauses = [
+        x.key >= SAVED_KEY_PREFIX,
+        x.key < SAVED_KEY_END,
+        day >= flt.start.isoformat(),
+        day <= flt.end.isoformat(),
+    ]
+    if dag_ids is not None:
+        clauses.append(x.dag_id.in_(sorted(set(dag_ids))))
+    if flt.dag_id:
+        clauses.append(x.dag_id == flt.dag_id)
+    if flt.conn_id:
+        clauses.append(v["conn_id"].as_string() == flt.conn_id)
+    stmt = select(currency, func.count(), func.sum(amount)).where(and_(*clauses)).group_by(currency)
+    return {(c or "USD"): {"runs": int(n), "saved": _amount(total)} for c, n, total in session.execute(stmt)}

@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from airflow_monid._spend.query import API_VERSION, SpendFilter, claimed, conn_ids_in_range, grouped, top_runs
+from airflow_monid._spend.query import (
+    API_VERSION,
+    SpendFilter,
+    claimed,
+    conn_ids_in_range,
+    grouped,
+    saved,
+    top_runs,
+)
 from airflow_monid._spend.reconcile import CACHE_SECONDS, MonidBill, MonidRunCost, MonidView
 
 if TYPE_CHECKING:
@@ -149,14 +157,16 @@ def spend_report(
     :param bill: Monid's side (``None``: no reconciliation).
     """
     blocks = grouped(session, flt, group_by, readable)
+    reused = saved(session, flt, readable)
     conn_ids = [flt.conn_id] if flt.conn_id else (conn_ids_in_range(session, flt) or [DEFAULT_CONN_ID])
     recon = reconcile(session, flt, readable, may_see_workspace, bill, conn_ids) if bill is not None else None
     unattributed = recon["unattributed"] if recon else {}
     any_permitted = bool(recon and recon["permitted"])
-    currencies = _order([*blocks, *unattributed] or ["USD"], blocks)
+    currencies = _order([*blocks, *unattributed, *reused] or ["USD"], blocks)
     out_blocks = []
     for currency in currencies:
         block = {"currency": currency, **blocks.get(currency, _empty_block())}
+        block["reused"] = reused.get(currency, {"runs": 0, "saved": 0.0})
         block["unattributed"] = unattributed.get(currency, {"runs": 0, "cost": 0.0}) if any_permitted else None
         if recon is not None:
             block["monid_cost_of_recorded"] = recon["monid_cost_of_recorded"].get(currency, 0.0)

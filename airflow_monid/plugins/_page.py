@@ -282,7 +282,8 @@ def render_page(
     blocks = [report, *report["other_currencies"]]
     for block in blocks:
         currency = block["currency"]
-        if block["runs"] == 0 and not (block.get("unattributed") or {}).get("runs"):
+        reused = block.get("reused") or {"runs": 0, "saved": 0.0}
+        if block["runs"] == 0 and not (block.get("unattributed") or {}).get("runs") and not reused["runs"]:
             body.append(
                 f"<div class=empty>No Monid spend recorded from {start} to {end}"
                 f"{' for DAG ' + escape(dag_id) if dag_id else ''}. Currency: {escape(currency)}.</div>"
@@ -299,6 +300,10 @@ def render_page(
         if block.get("unattributed") is not None and not dag_id:
             u = block["unattributed"]
             cards.append((f"unattributed ({u['runs']} runs)", _money(u["cost"], currency)))
+        if reused["runs"]:
+            cards.append(
+                (f"saved by reuse_results ({reused['runs']:,} results reused)", _money(reused["saved"], currency))
+            )
         if block.get("uncosted_runs"):
             cards.append(("runs with no cost reported (Exa)", f"{block['uncosted_runs']:,}"))
         heading = f"<h2>Currency {escape(currency)}</h2>" if len(blocks) > 1 else ""
