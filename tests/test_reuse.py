@@ -246,3 +246,19 @@ def test_the_spend_page_counts_a_reused_result_as_saved_not_spent(dag_env: Emula
         )
     assert report["runs"] == 1 and report["total"] == pytest.approx(0.003)  # paid once
     assert report["reused"] == {"runs": 1, "saved": pytest.approx(0.003)}
+
+
+def test_the_daily_enrichment_example_pays_only_for_new_inputs(dag_env: Emulator) -> None:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    from tests._support import EXAMPLE_DAGS
+
+    dag = load_dag(EXAMPLE_DAGS / "monid_daily_enrichment_reuse.py")
+    cache = ObjectStoragePath(dag.get_task("enrich").partial_kwargs["reuse_results"].path)
+    if cache.exists():  # another test of this session ran the example
+        cache.rmdir(recursive=True)
+    first = dag.test()
+    assert first.state == "success" and dag_env.count("POST", "/v1/run") == 3
+    second = dag.test()
+    assert second.state == "success" and dag_env.count("POST", "/v1/run") == 3  # yesterday's inputs: free
+    assert xcoms(dag.dag_id, second.run_id)[("load", "return_value", -1)] == 3
