@@ -562,7 +562,8 @@ class MonidState:
     def _listed_view(self, run: _Run, now: float) -> dict[str, Any]:
         view = self._view(run, full=False)
         ended = run.completed
-        lagging = ended is not None and now - ended < self.list_lag_seconds  # the list has not caught up
+        lag = self.list_lag_seconds
+        lagging = lag > 0 and ended is not None and now - ended < lag  # the list has not caught up yet
         if lagging and run.status in TERMINAL:
             view.update(status="RUNNING", cost=None, completedAt=None, providerResponse=None, resultCount=None)
             view.pop("reason", None)
