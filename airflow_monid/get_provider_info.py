@@ -125,6 +125,14 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Base of the monitor and run links shown on tasks (default https://dashboard.exa.ai).",
                         "schema": {"type": ["string", "null"], "format": "url"},
                     },
+                    # "format": "password" makes Airflow treat the field as sensitive (masked in the form).
+                    "webhook_secret": {
+                        "label": "Webhook secret",
+                        "description": "The monitor's webhookSecret (returned once when the webhook is created): "
+                        "the provider's receiver verifies Exa's signed deliveries with it, and watchers then poll "
+                        "only as a safety net.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
                 },
             },
         ],

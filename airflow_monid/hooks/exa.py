@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow_monid._http.base_hook import ApiHook, Call
 from airflow_monid._http.connection import read_extra
-from airflow_monid._http.policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings, build_path
+from airflow_monid._http.policy import ApiProfile, ApiRequest, ApiResponse, ApiSettings, Secret, build_path
 from airflow_monid.exceptions import (
     ConfigError,
     PaginationLoopError,
@@ -54,6 +54,12 @@ def normalise_search_monitors_path(value: Any, where: str = "search_monitors_pat
     return text
 
 
+def _reveal(value: Any) -> str | None:
+    if isinstance(value, Secret):
+        value = value.reveal()
+    return str(value) if value not in (None, "") else None
+
+
 def _run(response: ApiResponse) -> ExaMonitorRun:
     return ExaMonitorRun.from_api(response.data)
 
@@ -74,7 +80,9 @@ class ExaHook(ApiHook):
     The API key is the connection's password (sent as ``x-api-key``). The host is an optional base
     URL (default ``https://api.exa.ai``). Extras: ``search_monitors_path`` (``/monitors``, the
     default, or the older ``/search-monitors``), ``dashboard_url`` (base of the task links) plus the
-    retry and timeout extras of the Monid hook.
+    retry and timeout extras of the Monid hook, and ``webhook_secret``
+    (the monitor's ``webhookSecret``: the webhook receiver verifies deliveries with it; kept wrapped,
+    never in a repr or log).
 
     Every method takes a ``monitor_type``: ``"search"`` or ``"websets"``. Runs come back as
     :class:`ExaMonitorRun` with a normalised :attr:`~ExaMonitorRun.status` and the raw JSON.
@@ -98,6 +106,11 @@ class ExaHook(ApiHook):
         self._path_extra: str | None = None
 
     def _settings_from(self, conn: Any, extras: dict[str, Any]) -> ApiSettings:
+        # The webhook secret is kept wrapped, so that no repr of the hook or its extras shows it.
+        for name in ("webhook_secret", f"extra__{self.conn_type}__webhook_secret"):
+            value = extras.get(name)
+            if value not in (None, "") and not isinstance(value, Secret):
+                extras[name] = Secret(str(value))
         settings = super()._settings_from(conn, extras)
         value = read_extra(extras, self.conn_type, "search_monitors_path")
         if value is not None:
@@ -120,6 +133,16 @@ class ExaHook(ApiHook):
     async def aprefix(self, monitor_type: Any = "search") -> str:
         await self.asettings()
         return self._prefix_loaded(monitor_type)
+
+    def webhook_secret(self) -> str | None:
+        """The connection's ``webhook_secret`` extra (the monitor's ``webhookSecret``), or ``None``."""
+        self.settings  # noqa: B018 - loads the extras
+        return _reveal(read_extra(self.connection_extras, self.conn_type, "webhook_secret"))
+
+    async def awebhook_configured(self) -> bool:
+        """Whether the connection holds a webhook secret (the watcher then polls as a safety net only)."""
+        await self.asettings()
+        return bool(_reveal(read_extra(self.connection_extras, self.conn_type, "webhook_secret")))
 
     def dashboard_url(self) -> str:
         """Base of the links shown on tasks: extra ``dashboard_url``, default ``https://dashboard.exa.ai``."""

@@ -3,7 +3,9 @@
 * ``GET /monid/api/v1/spend``: the JSON API (README "Spend: what every DAG costs"), and
 * ``GET /monid/spend``: the page (server-rendered HTML),
 
-both behind Airflow's authentication; a user sees only the DAGs the auth manager lets them read.
+both behind Airflow's authentication, and ``POST /monid/api/v1/exa/webhooks/{conn_id}``, the Exa
+webhook receiver (``airflow_monid.plugins.exa_webhooks``), authenticated by Exa's signature instead.
+A user sees only the DAGs the auth manager lets them read.
 On Airflow 3.1+ the page is also a "Monid spend" entry of the navigation (Browse) and a "Monid
 spend" tab on every DAG (``external_views`` shown in an iframe); on 3.0 it is at its URL.
 """
@@ -151,6 +153,10 @@ def create_app() -> Any:
         except HTTPException as exc:
             return HTMLResponse(refused_page(str(exc.detail)), status_code=exc.status_code)
 
+    # The Exa webhook receiver shares this app (one mount at /monid): signed by Exa, no Airflow login.
+    from airflow_monid.plugins.exa_webhooks import add_routes
+
+    add_routes(app)
     return app
 
 

@@ -23,6 +23,7 @@ reference is in ``docs/testing.md``)::
     POST   /_emulator/exa/runs                emu.exa.add_run(**body)
     POST   /_emulator/exa/runs/finish         emu.exa.finish_run(**body)
     GET    /_emulator/exa/runs/{monitor}      emu.exa.runs(monitor)
+    POST   /_emulator/exa/webhooks/deliver    emu.exa.deliver_webhook(**body): a signed delivery to a URL
     POST   /_emulator/exa/settings            trigger_creates, trigger_response, trigger_polls_to_finish,
                                               trigger_final_status, advance_on_list
 """
@@ -124,6 +125,8 @@ def _dispatch(emu: Emulator, method: str, parts: list[str], body: dict[str, Any]
         return _ok(emu.exa.runs(parts[2]))
     if route == ("POST", "exa", "runs", "finish"):
         return _ok(emu.exa.finish_run(**body))
+    if route == ("POST", "exa", "webhooks", "deliver"):
+        return _ok(emu.exa.deliver_webhook(**body))
     if route == ("POST", "exa", "settings"):
         return _settings(emu.exa, _EXA_SETTINGS, body)
     return Reply(404, {"code": 404, "message": f"No control route for {method} /_emulator/{'/'.join(parts)}"})

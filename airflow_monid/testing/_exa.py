@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
+import json
 import math
 import threading
 import time
@@ -138,6 +141,8 @@ class ExaState:
             self.trigger_polls_to_finish: int | None = 1
             self.trigger_final_status = "completed"
             self.advance_on_list = False
+            # Deliveries sent by deliver_webhook: event id -> (raw body, Exa-Signature header).
+            self._sent: dict[str, tuple[bytes, str | None]] = {}
 
     # ----- scripting API -----------------------------------------------------------------------------
 
@@ -293,6 +298,102 @@ class ExaState:
             for run in ordered:
                 self._tick(run)
             return [self._view(r, "monitors") for r in ordered]
+
+    # ----- signed webhook deliveries -------------------------------------------------------------------
+
+    def webhook_body(
+        self, monitor_id: str, run_id: str, *, event_id: str | None = None, event_type: str = "monitor.run.completed"
+    ) -> dict[str, Any]:
+        """The envelope Exa posts for a run event: ``{id, object, type, data: <the run>, createdAt}``.
+
+        :param monitor_id: the run's monitor.
+        :param run_id: the run (as ``GET /monitors/{id}/runs/{runId}`` renders it, without counting as a poll).
+        :param event_id: the event's id; default a new ``event_...`` id.
+        :param event_type: ``monitor.run.completed`` (default) or another event type.
+        """
+        with self._lock:
+            run = self._monitors[monitor_id].runs[run_id]
+            self._tick(run)
+            data = self._view(run, "monitors")
+        return {
+            "id": event_id or "event_" + new_ulid(lowercase=True),
+            "object": "event",
+            "type": event_type,
+            "data": data,
+            "createdAt": iso(time.time()),
+        }
+
+    def deliver_webhook(
+        self,
+        url: str,
+        secret: str,
+        monitor_id: str | None = None,
+        run_id: str | None = None,
+        *,
+        event_id: str | None = None,
+        event_type: str = "monitor.run.completed",
+        signature: str = "valid",
+        timestamp_offset: float = 0.0,
+        replay: str | None = None,
+        pad_to_bytes: int | None = None,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """POST a signed delivery to ``url`` as Exa does; returns ``{status, event_id, body, sent_at}``.
+
+        ``Exa-Signature: t=<unix>,v1=<hex>``: HMAC-SHA256 keyed with ``secret`` over
+        ``"<t>.<raw body>"``. Faults on demand:
+
+        :param url: the receiver, e.g. ``{api}/monid/api/v1/exa/webhooks/exa_default``.
+        :param secret: the monitor's webhook secret.
+        :param monitor_id: the run's monitor (not needed with ``replay``).
+        :param run_id: the run (not needed with ``replay``).
+        :param event_id: the event id; default a new one.
+        :param event_type: the event type.
+        :param signature: ``valid``; ``wrong`` (signed with another secret); ``none`` (no header);
+            ``extra`` (a wrong ``v1`` first, then the right one, as during a secret rotation).
+        :param timestamp_offset: seconds added to ``t`` (``-600``: stale; ``+600``: from the future).
+        :param replay: an event id delivered before: the very same body and header are sent again.
+        :param pad_to_bytes: pad the body (JSON whitespace) to at least this many bytes.
+        :param timeout: seconds to wait for the receiver.
+        """
+        import httpx
+
+        if replay is not None:
+            with self._lock:
+                body, header = self._sent[replay]
+        else:
+            if monitor_id is None or run_id is None:
+                raise TypeError("monitor_id and run_id are required unless replay is given")
+            envelope = self.webhook_body(monitor_id, run_id, event_id=event_id, event_type=event_type)
+            body = json.dumps(envelope).encode()
+            if pad_to_bytes is not None and len(body) < pad_to_bytes:
+                body = body + b" " * (pad_to_bytes - len(body))
+            t = int(time.time() + timestamp_offset)
+            key = secret if signature != "wrong" else secret + "-not-the-secret"
+            digest = hmac.new(key.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+            header = {
+                "valid": f"t={t},v1={digest}",
+                "wrong": f"t={t},v1={digest}",
+                "extra": f"t={t},v1={'0' * 64},v1={digest}",
+                "none": None,
+            }[signature]
+            with self._lock:
+                self._sent[envelope["id"]] = (body, header)
+        headers = {"content-type": "application/json", "user-agent": "Exa-Webhooks (emulated)"}
+        if header is not None:
+            headers["Exa-Signature"] = header
+        sent_at = time.time()
+        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+        try:
+            answer: Any = response.json()
+        except ValueError:
+            answer = response.text[:500]
+        return {
+            "status": response.status_code,
+            "event_id": json.loads(body).get("id"),
+            "body": answer,
+            "sent_at": sent_at,
+        }
 
     # ----- lifecycle ---------------------------------------------------------------------------------
 

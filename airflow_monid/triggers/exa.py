@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Hashable
 from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_monid._exa.watermark import StateKeeper, Watermark, normalise_statuses, state_key
+from airflow_monid._exa.webhooks import parse_record, record_key, record_value, run_event
 from airflow_monid._http.backoff import Backoff
 from airflow_monid._runtime.events import wait_for_event
 from airflow_monid._runtime.waiting import Waiter, bounded
 from airflow_monid.exceptions import APIError, ConfigError, PermanentError, ProviderError
 from airflow_monid.hooks.exa import ExaHook
 from airflow_monid.models.exa import ExaMonitorRun, ExaMonitorType, parse_time
+from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS, AIRFLOW_V_3_4_PLUS
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,9 @@ WATCHER_PERMANENT_RETRY = 300.0
 WATCHER_MAX_BACKOFF = 300.0
 # Bound of one cycle's listing, so a hung connection cannot stall the watcher for ever.
 WATCHER_CYCLE_TIMEOUT = 300.0
+# With a webhook configured (the connection's ``webhook_secret``), polling is the safety net that
+# catches a lost delivery: every this many seconds by default (or ``poll_interval`` if longer).
+WEBHOOK_POLL_INTERVAL = 900.0
 # The pause between cycles; a module attribute so that tests can step a watcher cycle by cycle.
 _watcher_sleep = asyncio.sleep
 
@@ -221,6 +227,20 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
     :param search_monitors_path: ``/monitors`` or ``/search-monitors``; default: the connection's.
     :param catch_up_limit: most runs listed in one cycle, which bounds the catch-up after a long
         absence (older runs beyond it are skipped, with a warning).
+    :param webhook_poll_interval: seconds between cycles while the connection holds a
+        ``webhook_secret`` (deliveries then arrive through the provider's webhook receiver, and
+        polling only catches a lost one); default :data:`WEBHOOK_POLL_INTERVAL` (900), never
+        shorter than ``poll_interval``.
+    :param queue: the trigger queue to run on (``airflow triggerer --queues``); Airflow 3.4+ only.
+
+    **Webhooks** (README "Webhooks"): with a ``webhook_secret`` on the connection the watcher polls
+    every ``webhook_poll_interval`` seconds, and on Airflow 3.3+ it consults the monitor's delivery
+    record in the asset state store before each yield, so a run the receiver already turned into an
+    asset event is not emitted again (and the receiver skips a run this watcher emitted).
+
+    **Shared poll** (Airflow 3.3+): watchers of the same monitor, connection, path and intervals share
+    one listing per interval through Airflow's shared streams (``shared_stream_key``); each still
+    keeps its own watermark, and reads further back on its own only to catch up after an absence.
     """
 
     def __init__(
@@ -232,8 +252,15 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
         statuses: list[str] | None = None,
         search_monitors_path: str | None = None,
         catch_up_limit: int = 100,
+        webhook_poll_interval: float | None = None,
+        queue: str | None = None,
     ) -> None:
-        super().__init__()
+        if queue is not None and not AIRFLOW_V_3_4_PLUS:
+            raise ConfigError("queue= needs Airflow 3.4 or later (trigger queues of event-driven watchers).")
+        if AIRFLOW_V_3_4_PLUS:
+            super().__init__(queue=queue)
+        else:
+            super().__init__()
         if not isinstance(monitor_id, str) or not monitor_id.strip():
             raise ConfigError(f"monitor_id must be a non-empty string, got {monitor_id!r}.")
         self.monitor_id = monitor_id
@@ -250,6 +277,11 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
         self.catch_up_limit = int(catch_up_limit)
         if self.catch_up_limit < 1:
             raise ConfigError(f"catch_up_limit must be >= 1, got {catch_up_limit!r}.")
+        self.webhook_poll_interval = None if webhook_poll_interval is None else float(webhook_poll_interval)
+        if self.webhook_poll_interval is not None and not self.webhook_poll_interval > 0:
+            raise ConfigError(f"webhook_poll_interval must be > 0 seconds, got {webhook_poll_interval!r}.")
+        # Names this instance's entries in the delivery record (never serialized).
+        self._token = "poll:" + uuid.uuid4().hex[:12]
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # Lists and primitives only: Airflow 3.0-3.2 hash the raw kwargs, and a tuple hashes
@@ -264,8 +296,16 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
                 "statuses": list(self.statuses),
                 "search_monitors_path": self.search_monitors_path,
                 "catch_up_limit": self.catch_up_limit,
+                # Only when set: a new key would change the hash, and so re-create, existing watchers.
+                **({"webhook_poll_interval": self.webhook_poll_interval} if self.webhook_poll_interval else {}),
             },
         )
+
+    def interval(self, webhook: bool) -> float:
+        """Seconds between cycles: ``poll_interval``, or the safety-net interval with a webhook."""
+        if not webhook:
+            return self.poll_interval
+        return max(self.poll_interval, self.webhook_poll_interval or WEBHOOK_POLL_INTERVAL)
 
     def __repr__(self) -> str:
         return (
@@ -278,47 +318,84 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
         return f"Exa {self.monitor_type} monitor {self.monitor_id} watcher"
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = ExaHook(self.exa_conn_id, search_monitors_path=self.search_monitors_path)
-        keeper = StateKeeper(self, state_key(self.monitor_type, self.monitor_id), self.label)
-        watermark: Watermark | None = None
-        complaint, store_complaint = _Complaint(self.label), _Complaint(self.label)
-        failures = 0
+        """Standalone: this watcher lists the runs itself every interval."""
+        cycle = _Cycle(self)
         while True:
-            wait = self.poll_interval
-            emit: list[ExaMonitorRun] = []
+            wait = await cycle.step(None)
+            async for event in cycle.emit():
+                yield event
+            await _watcher_sleep(wait)
+
+    # --- the shared poll (Airflow 3.3+ triggerers call these instead of run()) ---
+
+    def shared_stream_key(self) -> Hashable | None:
+        """Watchers of one monitor, connection, path and intervals share one listing per interval."""
+        if not AIRFLOW_V_3_3_PLUS:
+            return None
+        return (
+            "exa-monitor-runs",
+            self.exa_conn_id,
+            self.monitor_type,
+            self.monitor_id,
+            self.search_monitors_path,
+            self.poll_interval,
+            self.webhook_poll_interval,
+        )
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """One listing of the newest runs per interval, for every watcher of the group.
+
+        Yields ``{"runs": [...], "more": bool, "webhook": bool}`` (raw run objects, newest first)
+        after each listing that worked; a failed one is logged here, once for the group, and retried
+        with the watcher's backoff. It never returns: a shared stream that ends fails its watchers.
+        """
+        lead = cls(**kwargs)
+        hook = ExaHook(lead.exa_conn_id, search_monitors_path=lead.search_monitors_path)
+        complaint = _Complaint(lead.label + " (shared poll)")
+        failures = 0
+        webhook = False
+        while True:
+            snapshot: dict[str, Any] | None = None
             try:
-                if watermark is None:
-                    watermark = Watermark(await keeper.load(), self.statuses)
-                    log.info(
-                        "%s: started (%s).",
-                        self.label,
-                        "resuming from its stored watermark"
-                        if not watermark.baseline
-                        else "starting from now" + ("" if keeper.available else "; no state store"),
-                    )
-                await self._save(keeper, watermark, store_complaint)
-                runs = await bounded(self._list(hook, watermark), WATCHER_CYCLE_TIMEOUT)
-                emit = watermark.scan(runs)
-                # Saved before this cycle's yields: the watermark may move, these runs stay pending.
-                await self._save(keeper, watermark, store_complaint)
+                webhook = await hook.awebhook_configured()
+                wait = lead.interval(webhook)
+                limit = min(100, lead.catch_up_limit)
+                page = await bounded(
+                    hook.alist_runs(lead.monitor_id, lead.monitor_type, limit, None), WATCHER_CYCLE_TIMEOUT
+                )
+                snapshot = {
+                    "runs": [r.raw for r in page.runs()],
+                    "more": page.next_cursor is not None,
+                    "webhook": webhook,
+                }
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # never end: a watcher that returns is re-created every second
+            except Exception as exc:
                 failures += 1
                 permanent = isinstance(exc, PermanentError)
-                if permanent:
-                    wait = max(self.poll_interval, WATCHER_PERMANENT_RETRY)
-                else:
-                    wait = Backoff(base=self.poll_interval, cap=WATCHER_MAX_BACKOFF).delay(failures)
+                base = lead.interval(webhook)
+                wait = (
+                    max(base, WATCHER_PERMANENT_RETRY)
+                    if permanent
+                    else Backoff(base=base, cap=WATCHER_MAX_BACKOFF).delay(failures)
+                )
                 complaint.report(exc, permanent, wait)
             else:
                 if failures:
                     complaint.recovered(failures)
                 failures = 0
-            for run in emit:
-                yield TriggerEvent(self._event(run))
-                watermark.mark_emitted(run)  # type: ignore[union-attr]  # set whenever runs were listed
+            if snapshot is not None:
+                yield snapshot
             await _watcher_sleep(wait)
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """This watcher's events from the shared listings: its own watermark, record and statuses."""
+        cycle = _Cycle(self)
+        async for snapshot in shared_stream:
+            await cycle.step(snapshot)
+            async for event in cycle.emit():
+                yield event
 
     async def _save(self, keeper: StateKeeper, watermark: Watermark, complaint: _Complaint) -> None:
         try:
@@ -360,22 +437,122 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
             cursors.add(cursor)
 
     def _event(self, run: ExaMonitorRun) -> dict[str, Any]:
-        raw = run.raw
-        ended = next(
-            (raw.get(k) for k in ("completedAt", "failedAt", "cancelledAt", "canceledAt") if raw.get(k)),
-            None,
-        )
-        return {
-            "monitor_id": self.monitor_id,
-            "monitor_type": self.monitor_type,
-            "run_id": run.id,
-            "status": str(run.status_text),
-            "created_at": run.created_at,
-            "completed_at": ended,
-        }
+        return run_event(self.monitor_id, self.monitor_type, run)
 
     async def on_kill(self) -> None:
         """Nothing to stop: Airflow calls this when the DAG is paused or the asset removed."""
+
+
+class _Cycle:
+    """One watcher's cycles: its watermark, state store, delivery record and error reports.
+
+    :meth:`step` reads the runs (its own listing, or a shared snapshot) and decides what to emit;
+    :meth:`emit` yields those events (after the delivery record had its say) and marks them.
+    """
+
+    def __init__(self, watcher: ExaMonitorRunWatcher) -> None:
+        self.w = watcher
+        self.hook = ExaHook(watcher.exa_conn_id, search_monitors_path=watcher.search_monitors_path)
+        self.keeper = StateKeeper(watcher, state_key(watcher.monitor_type, watcher.monitor_id), watcher.label)
+        self.watermark: Watermark | None = None
+        self.complaint, self.store_complaint = _Complaint(watcher.label), _Complaint(watcher.label)
+        self.failures = 0
+        self.webhook = False
+        self.pending: list[ExaMonitorRun] = []
+
+    async def step(self, snapshot: dict[str, Any] | None) -> float:
+        """Read the runs and pick those to emit; returns the pause before the next cycle."""
+        w = self.w
+        self.pending = []
+        wait = w.interval(self.webhook)
+        try:
+            if snapshot is not None:
+                self.webhook = bool(snapshot.get("webhook"))
+            else:
+                self.webhook = await self.hook.awebhook_configured()
+            wait = w.interval(self.webhook)
+            if self.watermark is None:
+                self.watermark = Watermark(await self.keeper.load(), w.statuses)
+                log.info(
+                    "%s: started (%s%s).",
+                    w.label,
+                    "resuming from its stored watermark"
+                    if not self.watermark.baseline
+                    else "starting from now" + ("" if self.keeper.available else "; no state store"),
+                    "; shared poll" if snapshot is not None else "",
+                )
+            watermark = self.watermark
+            await w._save(self.keeper, watermark, self.store_complaint)
+            if snapshot is not None:
+                runs = [ExaMonitorRun.from_api(r) for r in snapshot.get("runs") or []]
+                if snapshot.get("more") and not watermark.reaches_watermark(runs):
+                    # Back from an absence: read further back than the shared page, this once.
+                    runs = await bounded(w._list(self.hook, watermark), WATCHER_CYCLE_TIMEOUT)
+            else:
+                runs = await bounded(w._list(self.hook, watermark), WATCHER_CYCLE_TIMEOUT)
+            self.pending = watermark.scan(runs)
+            # Saved before this cycle's yields: the watermark may move, these runs stay pending.
+            await w._save(self.keeper, watermark, self.store_complaint)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never end: a watcher that returns is re-created every second
+            self.failures += 1
+            permanent = isinstance(exc, PermanentError)
+            base = w.interval(self.webhook)
+            if permanent:
+                wait = max(base, WATCHER_PERMANENT_RETRY)
+            else:
+                wait = Backoff(base=base, cap=WATCHER_MAX_BACKOFF).delay(self.failures)
+            if snapshot is None:  # the shared poll reports its own listing errors, once for the group
+                self.complaint.report(exc, permanent, wait)
+        else:
+            if self.failures and snapshot is None:
+                self.complaint.recovered(self.failures)
+            self.failures = 0
+        return wait
+
+    async def emit(self) -> AsyncIterator[TriggerEvent]:
+        watermark = self.watermark
+        if watermark is None or not self.pending:
+            return
+        fresh = await self._claim(self.pending)
+        for run in self.pending:
+            if run.id in fresh:
+                yield TriggerEvent(self.w._event(run))
+            watermark.mark_emitted(run)  # delivered (by this watcher, or already by the receiver)
+        self.pending = []
+
+    async def _claim(self, runs: list[ExaMonitorRun]) -> set[str]:
+        """The runs to yield: with a webhook and a state store, those no one else has delivered.
+
+        The record is read, the runs another writer named (the receiver, or another watcher of this
+        asset after a failover) are skipped, and this watcher's own entries are written before the
+        yield. Any error here emits everything (at least once, as without a webhook).
+        """
+        ids = {r.id for r in runs}
+        store = self.keeper.store
+        if not self.webhook or store is None:
+            return ids
+        key = record_key(self.w.monitor_type, self.w.monitor_id)
+        try:
+            record = parse_record(await store.aget(key))
+            taken = {run_id for run_id in ids if record.get(run_id) not in (None, self.w._token)}
+            fresh = ids - taken
+            if fresh:
+                for run in runs:
+                    if run.id in fresh:
+                        record[run.id] = self.w._token
+                await store.aset(key, record_value(record))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.store_complaint.report(exc, False, self.w.poll_interval, "reading its delivery record")
+            return ids
+        if taken:
+            log.info(
+                "%s: %d run(s) already delivered by the webhook receiver: %s.", self.w.label, len(taken), sorted(taken)
+            )
+        return fresh
 
 
 class _Complaint:
