@@ -96,6 +96,7 @@ class Soak:
         self.trigger_texts: list[str] = []
         self.monitor_seq = 0
         self.list_on: dict[str, bool] = {}
+        self.skipped: Counter[str] = Counter()
         self.pending_cont: tuple[float, str] | None = None
 
     # ------------------------------------------------------------------------------- workload
@@ -105,7 +106,8 @@ class Soak:
             try:
                 self._trigger(c, ctl, path, dag_id, kinds)
             except Exception as exc:  # the API server may be restarting: the wave's DAG run is skipped
-                log(f"could not trigger {dag_id}: {exc!r}")
+                self.skipped[dag_id] += 1
+                log(f"could not trigger {dag_id}: {str(exc)[:200]}")
 
     def _trigger(self, c: ProductionCluster, ctl: Control, path: str, dag_id: str, kinds: list[str]) -> None:
         if path in ("exa_trigger", "exa_sensor"):
@@ -118,7 +120,7 @@ class Soak:
                 if path == "exa_sensor":
                     ctl.call("POST", "/exa/runs", {"monitor_id": mon, "polls_to_finish": 2})
                 mons.append(mon)
-            run_id = c.trigger_dag(dag_id, conf={"monitors": mons, "after": after})
+            run_id = c.trigger_dag(dag_id, wait_parsed=0, conf={"monitors": mons, "after": after})
             for i, mon in enumerate(mons):
                 pays = "exa" if path == "exa_trigger" else None
                 retries = 2 if pays else 1
@@ -127,7 +129,7 @@ class Soak:
         elif path == "submit":
             for kind in kinds:
                 endpoint = f"/async/{'p404' if kind == 'p404ok' else kind}"
-                run_id = c.trigger_dag(dag_id, conf={"endpoint": endpoint})
+                run_id = c.trigger_dag(dag_id, wait_parsed=0, conf={"endpoint": endpoint})
                 submit = ti_key(dag_id, run_id, "submit", -1)
                 self.plan.append(PlanItem(submit, "submit", kind, "monid", 2, wait=False))
                 self.plan.append(PlanItem(ti_key(dag_id, run_id, "wait", -1), "sensor", kind, None, 1, linked=submit))
@@ -135,7 +137,7 @@ class Soak:
             return
         elif path == "timeout":
             items = [{"endpoint": "/async/never"} for _ in kinds]
-            run_id = c.trigger_dag(dag_id, conf={"items": items})
+            run_id = c.trigger_dag(dag_id, wait_parsed=0, conf={"items": items})
             for task in ("run", "poll"):
                 for i in range(len(items)):
                     key = ti_key(dag_id, run_id, task, i)
@@ -147,7 +149,7 @@ class Soak:
             for kind in kinds:
                 base = "p404" if kind == "p404ok" else kind
                 items.append({"endpoint": f"/{mode}/{base}", "allowed": [404] if kind == "p404ok" else []})
-            run_id = c.trigger_dag(dag_id, conf={"items": items})
+            run_id = c.trigger_dag(dag_id, wait_parsed=0, conf={"items": items})
             for i, (kind, item) in enumerate(zip(kinds, items, strict=True)):
                 key = ti_key(dag_id, run_id, "run", i)
                 self.plan.append(PlanItem(key, path, kind, "monid", 2, allowed=tuple(item["allowed"])))
@@ -319,6 +321,7 @@ class Soak:
                     log(f"t={now:6.1f}s {ev.kind} {ev.args if ev.kind != 'wave' else ''}")
                     try:
                         if ev.kind == "wave":
+                            self.revive(c)  # what died since (e.g. after a database restart)
                             self.wave(c, ctl, ev.args)
                             if ev.args["wave"] % 3 == 1:
                                 with contextlib.suppress(Exception):
@@ -402,6 +405,7 @@ class Soak:
                 round(sum(self.drift) / len(self.drift), 1) if self.drift else 0.0,
             ),
             "DAG runs": len(self.dag_runs),
+            "DAG runs not triggered (API down)": self.skipped,
             "texts scanned for keys": len(texts),
             "soak wall time (s)": round(wall),
         }
