@@ -225,16 +225,14 @@ def test_reuse_needs_an_awaited_run() -> None:
         )
 
 
-def test_the_spend_page_counts_a_reused_result_as_saved_not_spent(dag_env: Emulator, cache: Path) -> None:
+def _report() -> dict[str, Any]:
     from airflow.utils.session import create_session
 
     from airflow_monid._spend.query import SpendFilter
     from airflow_monid._spend.report import public, spend_report
 
-    _run("monid_reuse_sync", [{"email": "a@example.com"}])
-    _run("monid_reuse_sync", [{"email": "a@example.com"}])
     with create_session() as session:
-        report = public(
+        return public(
             spend_report(
                 session,
                 SpendFilter.parse(None, None, dag_id="monid_reuse_sync"),
@@ -244,8 +242,17 @@ def test_the_spend_page_counts_a_reused_result_as_saved_not_spent(dag_env: Emula
                 bill=None,
             )
         )
-    assert report["runs"] == 1 and report["total"] == pytest.approx(0.003)  # paid once
-    assert report["reused"] == {"runs": 1, "saved": pytest.approx(0.003)}
+
+
+def test_the_spend_page_counts_a_reused_result_as_saved_not_spent(dag_env: Emulator, cache: Path) -> None:
+    before = _report()  # the session's database may hold this DAG's runs of other tests
+    _run("monid_reuse_sync", [{"email": "a@example.com"}])
+    _run("monid_reuse_sync", [{"email": "a@example.com"}])
+    after = _report()
+    assert after["runs"] - before["runs"] == 1  # paid once
+    assert after["total"] - before["total"] == pytest.approx(0.003)
+    assert after["reused"]["runs"] - before["reused"]["runs"] == 1
+    assert after["reused"]["saved"] - before["reused"]["saved"] == pytest.approx(0.003)
 
 
 def test_the_daily_enrichment_example_pays_only_for_new_inputs(dag_env: Emulator) -> None:
