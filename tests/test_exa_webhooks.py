@@ -550,3 +550,37 @@ def test_the_emulator_signs_as_documented(connections: Emulator) -> None:
     mac = hmac.new(SECRET.encode(), parts["t"].encode() + b"." + seen["body"], hashlib.sha256).hexdigest()
     assert parts["v1"] == mac and json.loads(seen["body"])["data"]["id"] == "r1"
     assert os.environ.get("AIRFLOW_CONN_EXA_DEFAULT")  # the connections fixture pointed exa_default here
+
+
+# --- the example DAG ----------------------------------------------------------------------------------
+
+
+def test_the_webhook_example_dag_fetches_the_delivered_run(dag_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_monid.testing.__main__ import seed_exa
+    from airflow_monid.testing.helpers import asset_events
+    from tests._support import EXAMPLE_DAGS, load_dag, xcoms
+
+    emu = dag_env
+    seed_exa(emu)
+    (seeded,) = emu.exa.runs("mon_funding")
+    monkeypatch.setenv("AIRFLOW_CONN_EXA_WEBHOOKS", exa_conn(emu.url, webhook_secret=SECRET))
+    dag = load_dag(EXAMPLE_DAGS / "exa_monitor_webhook.py")
+    (asset,) = dag.get_task("fetch_results").inlets
+    (watcher_,) = asset.watchers
+    trigger = watcher_.trigger
+    assert isinstance(trigger, ExaMonitorRunWatcher) and trigger.exa_conn_id == "exa_webhooks"
+    assert trigger.interval(True) == WEBHOOK_POLL_INTERVAL  # with the connection's secret: the safety net
+    if AIRFLOW_V_3_3_PLUS:  # 3.0's dag.test() leaves the inlet asset inactive (see test_exa_watcher.py)
+        dr = dag.test()
+        assert dr.state == "success" and xcoms(dag.dag_id, dr.run_id)[("fetch_results", "return_value", -1)] == []
+    payload = ExaMonitorRunWatcher(monitor_id="mon_funding")._event(_as_run(seeded))
+    body = dag.get_task("fetch_results").python_callable
+
+    class Inlets:
+        def __getitem__(self, _asset: Any) -> list[Any]:
+            return []
+
+    summary = body(triggering_asset_events={asset.name: asset_events([payload])}, inlet_events=Inlets())
+    assert summary == [
+        {"run_id": seeded["id"], "count": 2, "urls": [f"https://news.example.com/mon_funding/{i}" for i in (1, 2)]}
+    ]

@@ -229,7 +229,7 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
         absence (older runs beyond it are skipped, with a warning).
     :param webhook_poll_interval: seconds between cycles while the connection holds a
         ``webhook_secret`` (deliveries then arrive through the provider's webhook receiver, and
-        polling only catches a lost one); default :data:`WEBHOOK_POLL_INTERVAL` (900), never
+        polling only catches a lost one); default ``WEBHOOK_POLL_INTERVAL`` (900), never
         shorter than ``poll_interval``.
     :param queue: the trigger queue to run on (``airflow triggerer --queues``); Airflow 3.4+ only.
 
