@@ -58,11 +58,20 @@ def test_a_daily_amount_notifies_once_per_dag_and_day(dag_env: Emulator, sent: P
     assert dag_env.count("POST", "/v1/run") == 6
 
 
-def test_a_failing_notifier_never_fails_the_task(
-    dag_env: Emulator, sent: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_failing_notifier_never_fails_the_task(dag_env: Emulator, sent: Path) -> None:
     dr = load_dag(DAGS, "monid_alerts_failing_notifier").test()
     assert task_states("monid_alerts_failing_notifier", dr.run_id)[("enrich", -1)] == "success"
+    (attempt,) = _alerts(sent)  # the notifier was called, raised, and the task went on
+    assert attempt["fail"] is True and attempt["alert"]["threshold"] == 0.5
+
+
+def test_a_notifier_failure_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from airflow_monid._runtime.alerts import notify
+
+    def broken(context: Any) -> None:
+        raise RuntimeError("the chat service is down")
+
+    assert notify(SpendAlert(broken, fractions=(0.5,)), {}, {"message": "m"}) is False
     (record,) = [r for r in caplog.records if "spend_alert: the notifier failed" in r.getMessage()]
     assert record.levelname == "WARNING" and "the chat service is down" in record.getMessage()
 

@@ -176,8 +176,12 @@ class DbRows:
         from airflow.utils.session import create_session
 
         with _ONE_REQUEST, create_session() as session:
-            query = XComModel.get_many(run_id=self.run_id, key=BUDGET_KEY, task_ids=self.task_id, dag_ids=self.dag_id)
-            values = [row.value for row in session.execute(query.with_only_columns(XComModel.value)).all()]
+            args = {"run_id": self.run_id, "key": BUDGET_KEY, "task_ids": self.task_id, "dag_ids": self.dag_id}
+            query = XComModel.get_many(**args)
+            if hasattr(query, "with_only_columns"):  # Airflow 3.1+: a select
+                values = [row.value for row in session.execute(query.with_only_columns(XComModel.value)).all()]
+            else:  # Airflow 3.0: a Query bound to its own session
+                values = [row.value for row in XComModel.get_many(**args, session=session)]
         return [json.loads(v) if isinstance(v, str) else v for v in values]
 
 

@@ -36,10 +36,11 @@ class FileNotifier(BaseNotifier):
         self.fail = fail
 
     def notify(self, context) -> None:
+        with open(os.environ["MONID_ALERTS_FILE"], "a") as f:
+            f.write(json.dumps({"message": self.message, "alert": context["monid_spend_alert"], "fail": self.fail}))
+            f.write("\n")
         if self.fail:
             raise RuntimeError("the chat service is down")
-        with open(os.environ["MONID_ALERTS_FILE"], "a") as f:
-            f.write(json.dumps({"message": self.message, "alert": context["monid_spend_alert"]}) + "\n")
 
 
 def _cache() -> str:
