@@ -174,7 +174,7 @@ def airflow_dags_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: example DAGs scheduled by an AssetWatcher: paused on the test clusters (their watcher has its own tests)
-EVENT_DRIVEN_EXAMPLES = ("exa_monitor_event_driven",)
+EVENT_DRIVEN_EXAMPLES = ("exa_monitor_event_driven", "exa_monitor_webhook")
 
 
 @pytest.fixture(scope="session")
