@@ -174,7 +174,10 @@ def latency(runs: int, gap: float) -> None:
 async def cost(seconds: float, interval: float = 1.0) -> None:
     """Ten watchers for ``seconds`` at ``interval`` (a scaled-down 60 s), each mode; listings counted."""
     from airflow_monid._exa import watermark as _watermark
+    from airflow_monid.triggers import exa as exa_triggers
     from airflow_monid.triggers.exa import WEBHOOK_POLL_INTERVAL, ExaMonitorRunWatcher
+
+    exa_triggers.SHARED_POLL = True  # off by default (see its comment); measured here
 
     emu = Emulator(exa_api_key=EXA_KEY).start()
     os.environ["AIRFLOW_CONN_EXA_DEFAULT"] = json.dumps(

@@ -456,7 +456,9 @@ def test_the_webhook_secret_never_shows_in_the_hooks_repr_or_extras(monkeypatch:
 # --- the shared poll ----------------------------------------------------------------------------------
 
 
-def test_watchers_of_one_monitor_share_a_stream_key_and_others_do_not() -> None:
+def test_watchers_of_one_monitor_share_a_stream_key_and_others_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ExaMonitorRunWatcher(monitor_id=MON).shared_stream_key() is None  # off by default (see SHARED_POLL)
+    monkeypatch.setattr(exa_triggers, "SHARED_POLL", True)
     a = ExaMonitorRunWatcher(monitor_id=MON, poll_interval=30)
     b = ExaMonitorRunWatcher(monitor_id=MON, poll_interval=30, statuses=["failed"])
     other = ExaMonitorRunWatcher(monitor_id="mon_other", poll_interval=30)
@@ -484,6 +486,7 @@ async def test_ten_watchers_on_one_shared_stream_cost_one_listing_per_interval(
 
     monkeypatch.setattr(exa_triggers, "_watcher_sleep", sleep)
     monkeypatch.setattr(_watermark, "ACK_GRACE", 0.0)
+    monkeypatch.setattr(exa_triggers, "SHARED_POLL", True)
     watchers = [ExaMonitorRunWatcher(monitor_id=MON, poll_interval=30) for _ in range(10)]
     manager = SharedStreamManager()
     events: dict[int, list[str]] = {i: [] for i in range(10)}
