@@ -155,9 +155,10 @@ def test_example_dags_run_to_success_over_the_rest_api(
         assert _run_requests(emu, pdl_run) == []  # answered finished by POST /v1/run: never polled
     known = c.xcom(SYNC_DAG, sync_run, "enrich_known_person")
     assert known["work_email"] == "jane.doe@example.com" and known["full_name"] == "John Doe"
-    # "no match" (provider 404, allowed) succeeds with no return value
+    # "no match" (provider 404, allowed) succeeds with {} (row M26: a value Airflow stores, never None)
     unknown_keys = {x["key"] for x in c.xcom_entries(SYNC_DAG, sync_run, "enrich_unknown_person")}
-    assert "return_value" not in unknown_keys and {"run", "run_id", "run_url"} <= unknown_keys
+    assert {"return_value", "run", "run_id", "run_url"} <= unknown_keys
+    assert c.xcom(SYNC_DAG, sync_run, "enrich_unknown_person") == {}
     assert c.xcom(SYNC_DAG, sync_run, "enrich_unknown_person", key="run")["providerResponse"]["httpStatus"] == 404
     assert [r.body["provider"] for r in emu.run_posts()].count("pdl") == 2
 
