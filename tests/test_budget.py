@@ -20,6 +20,7 @@ from airflow_monid._monid.budget import BUDGET_KEY, BudgetExceededError
 from airflow_monid.exceptions import ConfigError
 from airflow_monid.operators.monid import MonidRunOperator
 from airflow_monid.testing import Emulator
+from airflow_monid.version_compat import AIRFLOW_V_3_4_PLUS
 from tests._support import TEST_DAGS, load_dag, task_states, xcoms
 
 DAGS = TEST_DAGS / "monid_budget_dags.py"
@@ -236,6 +237,10 @@ def _race(dag_id: str, run_id: str, name: str, amounts: list[float], limit: floa
     return granted
 
 
+@pytest.mark.skipif(
+    AIRFLOW_V_3_4_PLUS,
+    reason="drives the XCom routes' database calls of Airflow 3.0-3.3; 3.4 stores XComs per task attempt",
+)
 def test_concurrent_reservations_never_commit_more_than_the_budget(dag_env: Emulator) -> None:
     """50 tasks (the 50 map indexes of a real DAG run) reserve at the same moment, a barrier apart, through
     the Execution API's database calls: the runs granted sum to at most the budget (the README's bound:

@@ -98,7 +98,13 @@ def _rendered(dag_id: str, run_id: str, task_id: str) -> dict:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return session.query(Rtif).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id).one().rendered_fields
+        if hasattr(Rtif, "dag_id"):
+            return session.query(Rtif).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id).one().rendered_fields
+        # Airflow 3.4 keys rendered fields by task attempt
+        from airflow.models.taskinstance import TaskInstance as TI
+
+        query = session.query(Rtif).join(TI, Rtif.task_instance_id == TI.id)
+        return query.filter(TI.dag_id == dag_id, TI.run_id == run_id, TI.task_id == task_id).one().rendered_fields
 
 
 @pytest.mark.parametrize("mode", MODES)

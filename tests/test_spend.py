@@ -17,6 +17,7 @@ from airflow_monid._spend.query import SpendFilter, SpendQueryError, count_recor
 from airflow_monid._spend.reconcile import MonidBill, parse_budgets, parse_wallet
 from airflow_monid._spend.records import build_record, spend_key
 from airflow_monid._spend.report import public, spend_report
+from airflow_monid.version_compat import AIRFLOW_V_3_4_PLUS
 
 DAY = "2026-11-20T10:00:00Z"
 
@@ -86,6 +87,11 @@ def test_keys_are_one_per_run_and_url_safe():
 
 @pytest.fixture
 def db():
+    if AIRFLOW_V_3_4_PLUS:
+        pytest.skip(
+            "Airflow 3.4 keeps XComs per task attempt (xcom_v1/xcom_v2): the spend aggregation is not "
+            "supported there yet; the page says so"
+        )
     import airflow.models.taskinstance  # noqa: F401 - the table xcom's foreign key names
     from airflow.models.xcom import XComModel
 

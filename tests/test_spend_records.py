@@ -10,10 +10,17 @@ import pytest
 from airflow_monid._spend.query import SpendFilter
 from airflow_monid._spend.report import public, spend_report
 from airflow_monid.testing import Emulator
-from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS
+from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS, AIRFLOW_V_3_4_PLUS
 from tests._support import EXAMPLE_DAGS, TEST_DAGS, load_dag, task_states, xcoms
 
-pytestmark = pytest.mark.usefixtures("dag_env")
+pytestmark = [
+    pytest.mark.usefixtures("dag_env"),
+    pytest.mark.skipif(
+        AIRFLOW_V_3_4_PLUS,
+        reason="Airflow 3.4 keeps XComs per task attempt (xcom_v1/xcom_v2): the spend aggregation is not "
+        "supported there yet; the page says so",
+    ),
+]
 TWEETS = "/apidojo/tweet-scraper"
 
 
