@@ -457,7 +457,8 @@ def test_the_webhook_secret_never_shows_in_the_hooks_repr_or_extras(monkeypatch:
 
 
 def test_watchers_of_one_monitor_share_a_stream_key_and_others_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ExaMonitorRunWatcher(monitor_id=MON).shared_stream_key() is None  # off by default (see SHARED_POLL)
+    monkeypatch.setattr(exa_triggers, "SHARED_POLL", False)
+    assert ExaMonitorRunWatcher(monitor_id=MON).shared_stream_key() is None  # the switch turns sharing off
     monkeypatch.setattr(exa_triggers, "SHARED_POLL", True)
     a = ExaMonitorRunWatcher(monitor_id=MON, poll_interval=30)
     b = ExaMonitorRunWatcher(monitor_id=MON, poll_interval=30, statuses=["failed"])

@@ -185,8 +185,9 @@ WATCHER_CYCLE_TIMEOUT = 300.0
 # With a webhook configured (the connection's ``webhook_secret``), polling is the safety net that
 # catches a lost delivery: every this many seconds by default (or ``poll_interval`` if longer).
 WEBHOOK_POLL_INTERVAL = 900.0
-# Share one listing per interval among the watchers of a monitor (Airflow 3.3+ shared streams).
-SHARED_POLL = False
+# Share one listing per interval among the watchers of a monitor (Airflow 3.3+ shared streams);
+# False makes every watcher poll on its own again.
+SHARED_POLL = True
 # The pause between cycles; a module attribute so that tests can step a watcher cycle by cycle.
 _watcher_sleep = asyncio.sleep
 
@@ -333,9 +334,8 @@ class ExaMonitorRunWatcher(BaseEventTrigger):
     def shared_stream_key(self) -> Hashable | None:
         """Watchers of one monitor, connection, path and intervals share one listing per interval.
 
-        Off unless ``SHARED_POLL`` is true: on a real Airflow 3.3.2 triggerer the shared listing
-        stopped after its first cycle (tests/integration/test_exa_webhook_cluster.py), which is
-        not understood yet; each watcher then polls on its own, as before.
+        ``None`` (each watcher polls on its own) before Airflow 3.3, or with the module's
+        ``SHARED_POLL`` set to ``False``.
         """
         if not (AIRFLOW_V_3_3_PLUS and SHARED_POLL):
             return None

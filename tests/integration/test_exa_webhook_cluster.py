@@ -1,0 +1,203 @@
+"""Signed Exa webhooks on a real Airflow 3.3 cluster: a delivery starts the DAG; bad ones start nothing;
+a delivery and a poll of the same run start one DAG run.
+
+The DAG ``exa_webhook_it`` is written into the cluster's DAGs folder by this test (and removed after);
+its watcher follows ``mon_webhook_it`` through connection ``exa_webhook_it``, created through the REST
+API with a ``webhook_secret``, and polls every 3 s (its safety-net interval here). The emulator signs
+and posts the deliveries to the API server's receiver. Every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests._support import EXA_KEY, FAST_EXTRAS
+from tests.integration.cluster import AirflowCluster
+from tests.integration.test_exa_watcher_cluster import USE_JOB_SCHEDULE, _wait
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "exa_webhook_it"
+MON = "mon_webhook_it"
+CONN = "exa_webhook_it"
+SECRET = "whsec_it_LEAKCANARY_webhook_3Jk8Pq1Wz6"
+
+DAG_FILE = textwrap.dedent(
+    f'''
+    """exa_webhook_it: written by tests/integration/test_exa_webhook_cluster.py."""
+    import pendulum
+    from airflow.sdk import DAG, Asset, AssetWatcher, task
+
+    from airflow_monid.triggers.exa import ExaMonitorRunWatcher
+
+    runs = Asset(
+        "exa-monitor://{MON}",
+        watchers=[
+            AssetWatcher(
+                name="{DAG_ID}",
+                trigger=ExaMonitorRunWatcher(
+                    monitor_id="{MON}", exa_conn_id="{CONN}", poll_interval=1, webhook_poll_interval=3
+                ),
+            )
+        ],
+    )
+
+    with DAG("{DAG_ID}", schedule=[runs], start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
+
+        @task
+        def record(triggering_asset_events=None):
+            return [e.extra["payload"]["run_id"] for evs in triggering_asset_events.values() for e in evs]
+
+        record()
+    '''
+)
+
+
+@contextlib.contextmanager
+def _asset_scheduling(c: AirflowCluster) -> Iterator[None]:
+    """Asset-triggered DAG runs for this test (as in test_exa_watcher_cluster.py, keeping this DAG)."""
+    dags = c.api.get("/dags", params={"limit": 1000}).json()["dags"]
+    unpaused = [d["dag_id"] for d in dags if not d["is_paused"] and d["dag_id"] != DAG_ID]
+    for dag_id in unpaused:
+        assert c.api.patch(f"/dags/{dag_id}", json={"is_paused": True}).status_code == 200
+    before = c.env.get(USE_JOB_SCHEDULE)
+    c.env[USE_JOB_SCHEDULE] = "True"
+    c.restart_component("scheduler", sig=signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is None:
+            c.env.pop(USE_JOB_SCHEDULE, None)
+        else:
+            c.env[USE_JOB_SCHEDULE] = before
+        c.restart_component("scheduler", sig=signal.SIGTERM)
+        for dag_id in unpaused:
+            c.api.patch(f"/dags/{dag_id}", json={"is_paused": False})
+
+
+@pytest.fixture
+def webhook_dag(airflow_cluster: AirflowCluster, cluster_emulator: Any) -> Iterator[AirflowCluster]:
+    c = airflow_cluster
+    cluster_emulator.exa.add_monitor(MON, name="Webhook integration monitor")
+    # Ended before the watcher starts: its baseline, so older runs are below its watermark.
+    cluster_emulator.exa.add_run(MON, run_id="r0", status="completed", created_at=time.time() - 600)
+    body = {
+        "connection_id": CONN,
+        "conn_type": "exa",
+        "host": cluster_emulator.url,
+        "password": EXA_KEY,
+        "extra": json.dumps({**FAST_EXTRAS, "timeout": 10, "webhook_secret": SECRET}),
+    }
+    c.api.delete(f"/connections/{CONN}")
+    assert c.api.post("/connections", json=body).status_code == 201
+    path = c.dags_folder / "exa_webhook_it.py"
+    path.write_text(DAG_FILE)
+    try:
+        c.wait_dag(DAG_ID, timeout=120)
+        with _asset_scheduling(c):
+            yield c
+    finally:
+        c.api.patch(f"/dags/{DAG_ID}", json={"is_paused": True})
+        path.unlink(missing_ok=True)
+        c.api.delete(f"/connections/{CONN}")
+
+
+def _dag_runs(c: AirflowCluster) -> list[dict[str, Any]]:
+    r = c.api.get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})
+    return r.json()["dag_runs"] if r.status_code == 200 else []
+
+
+def _event_runs(c: AirflowCluster) -> list[str]:
+    """The run id of every asset event of the monitor's asset, oldest first (repeats included)."""
+    rows = c.sql(
+        "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ? ORDER BY e.id",
+        (f"exa-monitor://{MON}",),  # the name as written (Airflow normalises the uri to end with "/")
+    )
+    extras = [json.loads(r["extra"]) if isinstance(r["extra"], str) else r["extra"] for r in rows]
+    return [((e or {}).get("payload") or {}).get("run_id") for e in extras]
+
+
+def _watcher_polled(emu: Any) -> int:
+    return len(emu.requests("GET", f"/monitors/{MON}/runs"))
+
+
+def test_signed_webhooks_start_the_dag_once_and_bad_ones_start_nothing(
+    webhook_dag: AirflowCluster, cluster_emulator: Any
+) -> None:
+    c, emu = webhook_dag, cluster_emulator
+    url = f"{c.base_url}/monid/api/v1/exa/webhooks/{CONN}"
+    # The watcher is up and has taken its starting point (it polls the monitor).
+    _wait(c, "the watcher's first poll", lambda: _watcher_polled(emu) >= 1, timeout=120)
+
+    # 1. Bad deliveries of a completed run the poll never emits (created below the watermark, r0):
+    # whatever registers it can only be the receiver. Each is a 4xx and registers nothing.
+    emu.exa.add_run(MON, run_id="r_bad", status="completed", created_at=time.time() - 1200)
+    answers = {
+        "forged": emu.exa.deliver_webhook(url, SECRET, MON, "r_bad", signature="wrong")["status"],
+        "unsigned": emu.exa.deliver_webhook(url, SECRET, MON, "r_bad", signature="none")["status"],
+        "stale": emu.exa.deliver_webhook(url, SECRET, MON, "r_bad", timestamp_offset=-600)["status"],
+        "future": emu.exa.deliver_webhook(url, SECRET, MON, "r_bad", timestamp_offset=600)["status"],
+        "oversized": emu.exa.deliver_webhook(url, SECRET, MON, "r_bad", pad_to_bytes=2_000_000)["status"],
+    }
+    emu.exa.add_monitor("mon_unknown_it")
+    emu.exa.add_run("mon_unknown_it", run_id="x1", status="completed")
+    answers["unknown monitor"] = emu.exa.deliver_webhook(url, SECRET, "mon_unknown_it", "x1")["status"]
+    assert answers == {
+        "forged": 401,
+        "unsigned": 401,
+        "stale": 401,
+        "future": 401,
+        "oversized": 413,
+        "unknown monitor": 404,
+    }
+    polls = _watcher_polled(emu)
+    _wait(c, "two more polls after the bad deliveries", lambda: _watcher_polled(emu) >= polls + 2)
+    assert _event_runs(c) == [] and _dag_runs(c) == []
+
+    # 2. A valid delivery starts the DAG; its replay is refused; the poll that follows adds nothing.
+    # The watcher's next listing is held while r1 ends and is delivered, then answered: that poll
+    # sees r1 completed, as a poll racing a delivery would.
+    emu.exa.add_run(MON, run_id="r1", status="running", polls_to_finish=None)
+    held = emu.hold("GET", f"/monitors/{MON}/runs")
+    held.wait_arrived()
+    try:
+        emu.exa.finish_run(MON, "r1")
+        first = emu.exa.deliver_webhook(url, SECRET, MON, "r1")
+        assert first["status"] == 200 and first["body"] == {"status": "delivered", "asset_events": 1}
+        assert emu.exa.deliver_webhook(url, SECRET, replay=first["event_id"])["status"] == 409
+        retried = emu.exa.deliver_webhook(url, SECRET, MON, "r1")  # Exa's retry: a new event id, same run
+        assert retried["status"] == 200 and retried["body"]["status"] == "duplicate"
+    finally:
+        held.release()
+    polls = _watcher_polled(emu)
+    _wait(c, "two more safety-net polls after r1's delivery", lambda: _watcher_polled(emu) >= polls + 2)
+
+    # 3. A run whose delivery comes after the poll emitted it: one event.
+    emu.exa.add_run(MON, run_id="r2", status="running", polls_to_finish=None)
+    emu.exa.finish_run(MON, "r2")
+    _wait(c, "the poll to deliver r2", lambda: "r2" in _event_runs(c))
+    late = emu.exa.deliver_webhook(url, SECRET, MON, "r2")
+    assert late["status"] == 200 and late["body"]["status"] == "duplicate"
+
+    def settled() -> list[dict[str, Any]] | None:
+        runs = _dag_runs(c)
+        done = all(r["state"] in ("success", "failed") for r in runs)
+        named = {x for r in runs for x in (c.xcom(DAG_ID, r["dag_run_id"], "record") or [])} if done else set()
+        return runs if done and {"r1", "r2"} <= named else None
+
+    runs = _wait(c, "the DAG runs of r1 and r2", settled)
+    assert sorted(_event_runs(c)) == ["r1", "r2"]  # one asset event per monitor run
+    delivered = sorted(x for r in runs for x in c.xcom(DAG_ID, r["dag_run_id"], "record"))
+    assert delivered == ["r1", "r2"]  # each in one DAG run, none twice
+    assert all(r["state"] == "success" for r in runs)
+    assert "r_bad" not in _event_runs(c) and "x1" not in _event_runs(c)
+    logs = "".join(p.read_text(errors="replace") for p in c.log_files() if p.is_file())
+    assert SECRET not in logs
