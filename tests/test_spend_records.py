@@ -24,6 +24,21 @@ pytestmark = [
 TWEETS = "/apidojo/tweet-scraper"
 
 
+def _delta(after: dict, before: dict) -> dict:
+    """What one DAG run added to a report: the session's database keeps other tests' runs of the DAG."""
+    old = {g["key"]: g for g in before["groups"]}
+    groups = []
+    for g in after["groups"]:
+        o = old.get(g["key"], {"runs": 0, "cost": 0.0})
+        if g["runs"] != o["runs"]:
+            groups.append({"key": g["key"], "runs": g["runs"] - o["runs"], "cost": round(g["cost"] - o["cost"], 9)})
+    return {
+        "runs": after["runs"] - before["runs"],
+        "total": round(after["total"] - before["total"], 9),
+        "groups": groups,
+    }
+
+
 def _records(dag_id: str, run_id: str) -> dict[str, dict]:
     return {k[1]: v for k, v in xcoms(dag_id, run_id).items() if k[1].startswith("monid_spend.")}
 
@@ -50,6 +65,7 @@ def test_every_paid_run_of_a_dag_has_one_record_and_the_sums_match_the_ledger(da
         price={"type": "PER_RESULT", "amount": 0.125, "currency": "USD"},
     )
     dag = load_dag(EXAMPLE_DAGS / "monid_dynamic_mapping.py")
+    before = _report(dag.dag_id, "task")
     dr = dag.test()
     assert dr.state == "success"
     records = _records(dag.dag_id, dr.run_id)
@@ -60,20 +76,21 @@ def test_every_paid_run_of_a_dag_has_one_record_and_the_sums_match_the_ledger(da
     for record in records.values():
         assert record["cost"] == 0.375 and not record["estimated"] and record["delivered"]  # 3 results x 0.125
         assert record["conn_id"] == "monid_default" and record["try"] == 1
-    report = _report(dag.dag_id, "task")
+    report = _delta(_report(dag.dag_id, "task"), before)
     assert report["runs"] == 3 and report["total"] == _charged(dag_env, [r["runId"] for r in posted]) == 1.125
     assert [(g["key"], g["runs"], g["cost"]) for g in report["groups"]] == [(f"{dag.dag_id}.scrape", 3, 1.125)]
 
 
 def test_a_run_that_delivered_nothing_is_recorded_with_its_cost_as_undelivered(dag_env: Emulator) -> None:
     dag = load_dag(EXAMPLE_DAGS / "monid_sync_enrichment.py")
+    before = _report(dag.dag_id, "endpoint")
     dr = dag.test()
     assert dr.state == "success"
     records = _records(dag.dag_id, dr.run_id)
     assert len(records) == 2 == dag_env.count("POST", "/v1/run")
     by_status = sorted((r["provider_status"], r["delivered"], r["cost"]) for r in records.values())
     assert by_status == [(200, True, 0.003), (404, False, 0.0)]
-    report = _report(dag.dag_id, "endpoint")
+    report = _delta(_report(dag.dag_id, "endpoint"), before)
     assert report["total"] == _charged(dag_env, [r["monid_run_id"] for r in records.values()])
 
 

@@ -27,6 +27,7 @@ from airflow_monid._runtime.validation import require_sensor_timing, require_sta
 from airflow_monid._runtime.waiting import Waiter
 from airflow_monid.exceptions import PermanentError, ProviderError
 from airflow_monid.hooks.monid import MonidHook
+from airflow_monid.models._base import parse_time
 from airflow_monid.models.monid import MonidRun
 from airflow_monid.triggers.monid import MonidRunSensorTrigger
 
@@ -62,7 +63,8 @@ def sensor_deadline(sensor: BaseSensorOperator, context: Any, now: float | None 
     if getattr(sensor, "reschedule", False):
         ti = context["ti"]
         getter = getattr(ti, "get_first_reschedule_date", None)
-        first = getter(context) if callable(getter) else None
+        # Airflow 3.0 answers an ISO string, later versions a datetime.
+        first = parse_time(getter(context)) if callable(getter) else None
         if first is not None:
             start = min(first.timestamp(), now)
     return Deadline.for_try(context, float(sensor.timeout), sensor.execution_timeout, now=start)
