@@ -36,6 +36,7 @@ from airflow_monid.triggers import exa as exa_triggers
 from airflow_monid.triggers.exa import WEBHOOK_POLL_INTERVAL, ExaMonitorRunWatcher
 from airflow_monid.version_compat import AIRFLOW_V_3_3_PLUS
 from tests._support import EXA_KEY, exa_conn
+from tests.test_exa_watcher import Driver
 
 SECRET = "whsec_test_LEAKCANARY_webhook_9Zq2Lm5Tx8Rv"
 MON = "mon_hooked"
@@ -351,43 +352,12 @@ class DbStore:
             session.merge(AssetStateStoreModel(asset_id=self.asset_id, key=key, value=json.dumps(value)))
 
 
-class Stepper:
-    """Runs the watcher's cycles one at a time (no clock): each ``cycle()`` is one poll."""
+class Stepper(Driver):
+    """The watcher tests' driver, one cycle per poll, without the acknowledgement grace (no clock)."""
 
     def __init__(self, watcher: ExaMonitorRunWatcher, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.watcher = watcher
-        self.waits: list[float] = []
-        self.events: list[dict[str, Any]] = []
-        self._go = asyncio.Semaphore(0)
-        self._paused = asyncio.Event()
-        monkeypatch.setattr(exa_triggers, "_watcher_sleep", self._sleep)
+        super().__init__(watcher, monkeypatch)
         monkeypatch.setattr(_watermark, "ACK_GRACE", 0.0)
-
-    async def _sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self._paused.set()
-        await self._go.acquire()
-
-    async def _pump(self) -> None:
-        async for event in self.watcher.run():
-            self.events.append(event.payload)
-
-    async def start(self) -> Stepper:
-        self._task = asyncio.ensure_future(self._pump())
-        await asyncio.wait_for(self._paused.wait(), 30)
-        return self
-
-    async def cycle(self) -> list[dict[str, Any]]:
-        before = len(self.events)
-        self._paused.clear()
-        self._go.release()
-        await asyncio.wait_for(self._paused.wait(), 30)
-        return self.events[before:]
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await self._task
 
 
 def _hooked_watcher(hooked: dict[str, Any]) -> ExaMonitorRunWatcher:
