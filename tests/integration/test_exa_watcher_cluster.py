@@ -128,17 +128,17 @@ USE_JOB_SCHEDULE = "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"
 
 
 @contextlib.contextmanager
-def _asset_scheduling(c: AirflowCluster) -> Iterator[None]:
-    """Asset-triggered DAG runs for the duration of the test.
+def asset_scheduling(c: AirflowCluster, dag_id: str = DAG_ID) -> Iterator[None]:
+    """Asset-triggered DAG runs of ``dag_id`` for the duration of the test.
 
     The harness turns ``[scheduler] use_job_schedule`` off (cron example DAGs would start by
     themselves), and that also stops the scheduler from creating asset-triggered DAG runs. So: pause
     every other DAG, restart the scheduler with it on, and undo both afterwards.
     """
     dags = c.api.get("/dags", params={"limit": 1000}).json()["dags"]
-    unpaused = [d["dag_id"] for d in dags if not d["is_paused"] and d["dag_id"] != DAG_ID]
-    for dag_id in unpaused:
-        assert c.api.patch(f"/dags/{dag_id}", json={"is_paused": True}).status_code == 200
+    unpaused = [d["dag_id"] for d in dags if not d["is_paused"] and d["dag_id"] != dag_id]
+    for other in unpaused:
+        assert c.api.patch(f"/dags/{other}", json={"is_paused": True}).status_code == 200
     before = c.env.get(USE_JOB_SCHEDULE)
     c.env[USE_JOB_SCHEDULE] = "True"
     c.restart_component("scheduler", sig=signal.SIGTERM)
@@ -150,8 +150,8 @@ def _asset_scheduling(c: AirflowCluster) -> Iterator[None]:
         else:
             c.env[USE_JOB_SCHEDULE] = before
         c.restart_component("scheduler", sig=signal.SIGTERM)
-        for dag_id in unpaused:
-            c.api.patch(f"/dags/{dag_id}", json={"is_paused": False})
+        for other in unpaused:
+            c.api.patch(f"/dags/{other}", json={"is_paused": False})
 
 
 def test_monitor_runs_become_dag_runs_across_a_triggerer_kill_and_a_pause(
@@ -162,7 +162,7 @@ def test_monitor_runs_become_dag_runs_across_a_triggerer_kill_and_a_pause(
     _control(emu, "exa/monitors", {"monitor_id": MON, "name": "Watcher integration monitor"})
     _add_run(emu, "pre", "completed", minutes_ago=180)  # ended before the watcher existed: never emitted
     r1_created = _add_run(emu, "r1", "running", minutes_ago=120)  # in flight when the watcher starts
-    with _asset_scheduling(c):
+    with asset_scheduling(c):
         _run_scenario(c, emu, flag, r1_created)
 
 

@@ -9,9 +9,7 @@ and posts the deliveries to the API server's receiver. Every wait polls a condit
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import pytest
 
 from tests._support import EXA_KEY, FAST_EXTRAS
 from tests.integration.cluster import AirflowCluster
-from tests.integration.test_exa_watcher_cluster import USE_JOB_SCHEDULE, _wait
+from tests.integration.test_exa_watcher_cluster import _wait, asset_scheduling
 
 pytestmark = pytest.mark.integration
 
@@ -61,28 +59,6 @@ DAG_FILE = textwrap.dedent(
 )
 
 
-@contextlib.contextmanager
-def _asset_scheduling(c: AirflowCluster) -> Iterator[None]:
-    """Asset-triggered DAG runs for this test (as in test_exa_watcher_cluster.py, keeping this DAG)."""
-    dags = c.api.get("/dags", params={"limit": 1000}).json()["dags"]
-    unpaused = [d["dag_id"] for d in dags if not d["is_paused"] and d["dag_id"] != DAG_ID]
-    for dag_id in unpaused:
-        assert c.api.patch(f"/dags/{dag_id}", json={"is_paused": True}).status_code == 200
-    before = c.env.get(USE_JOB_SCHEDULE)
-    c.env[USE_JOB_SCHEDULE] = "True"
-    c.restart_component("scheduler", sig=signal.SIGTERM)
-    try:
-        yield
-    finally:
-        if before is None:
-            c.env.pop(USE_JOB_SCHEDULE, None)
-        else:
-            c.env[USE_JOB_SCHEDULE] = before
-        c.restart_component("scheduler", sig=signal.SIGTERM)
-        for dag_id in unpaused:
-            c.api.patch(f"/dags/{dag_id}", json={"is_paused": False})
-
-
 @pytest.fixture
 def webhook_dag(airflow_cluster: AirflowCluster, cluster_emulator: Any) -> Iterator[AirflowCluster]:
     c = airflow_cluster
@@ -102,7 +78,7 @@ def webhook_dag(airflow_cluster: AirflowCluster, cluster_emulator: Any) -> Itera
     path.write_text(DAG_FILE)
     try:
         c.wait_dag(DAG_ID, timeout=120)
-        with _asset_scheduling(c):
+        with asset_scheduling(c, DAG_ID):
             yield c
     finally:
         c.api.patch(f"/dags/{DAG_ID}", json={"is_paused": True})
