@@ -45,7 +45,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.triggerer_scale import _pct  # noqa: E402
 from tests.integration.cluster import AirflowCluster, free_port  # noqa: E402
 
 KEY = "mk_bench_key"
@@ -153,14 +153,6 @@ def _cpu(pids: list[int], children: bool) -> float:
         fields = stat[11:15] if children else stat[11:13]  # utime stime [cutime cstime]
         total += sum(int(f) for f in fields) / tick
     return total
-
-
-def _pct(values: list[float], pct: int) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
 def _wait(predicate: Any, timeout: float, what: str, step: float = 0.5) -> None:
