@@ -85,6 +85,7 @@ def test_hook_meta_describes_the_monid_and_exa_forms(airflow_cluster: AirflowClu
         "max_connections",
         "search_monitors_path",
         "dashboard_url",
+        "webhook_secret",
     }
     path = exa["extra_fields"]["search_monitors_path"]
     assert path["value"] == "/monitors"
