@@ -3,6 +3,12 @@
 Every figure is computed by the database (``GROUP BY`` over the records' JSON fields, with
 SQLAlchemy's portable JSON accessors: SQLite, PostgreSQL, MySQL); Python only receives one row per
 group. Records are found through the ``xcom.key`` index (a key range), never by loading them all.
+
+Airflow 3.4 keeps XComs per task attempt (``xcom_v2``; ``XComModel`` is a read projection over it and
+``xcom_v1``), so a retried task's first record exists once per attempt. Each still counts once: Airflow's
+ORM hides archived attempts from every query that does not ask for them (``include_all_attempts``), and
+the current attempt holds all the task's records, as on 3.3 (``records.py`` writes earlier tries' records
+again). Measured by ``tests/test_spend_records.py`` on 3.4.0b2: three rows stored, two runs counted.
 """
 
 from __future__ import annotations

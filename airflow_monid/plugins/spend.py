@@ -20,25 +20,13 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.providers.common.compat.sdk import conf
 from fastapi import Request  # resolved by name in the page's signature (postponed annotations)
 
-from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_4_PLUS
+from airflow_monid.version_compat import AIRFLOW_V_3_1_PLUS
 
 log = logging.getLogger("airflow_monid.spend")
 
 URL_PREFIX = "/monid"
 PAGE_PATH = f"{URL_PREFIX}/spend"
 API_PATH = f"{URL_PREFIX}/api/v1/spend"
-
-
-#: Why the page cannot answer on this Airflow (``None``: it can). Airflow 3.4 keeps XComs per task
-#: attempt in new tables (``xcom_v1``/``xcom_v2``), so a record rewritten by a later try is a second row;
-#: summing them without counting a run twice is not built yet. Said plainly rather than a wrong total.
-UNSUPPORTED: str | None = (
-    "The Monid spend page and its JSON API do not support Airflow 3.4 pre-releases yet: 3.4 keeps XComs "
-    "per task attempt, and the spend records would be counted once per attempt. Nothing is lost: the "
-    "records are written and will be summed once supported; Monid's own runs list shows the bill meanwhile."
-    if AIRFLOW_V_3_4_PLUS
-    else None
-)
 
 
 def base_path() -> str:
@@ -94,8 +82,6 @@ def create_app() -> Any:
         """``start``/``end``: UTC days (``YYYY-MM-DD``, end included; default the last 30 days);
         ``group_by``: ``dag``, ``task`` (keys ``dag_id.task_id``), ``endpoint`` or ``day``;
         ``reconcile=false`` skips Monid's own figures (unattributed runs, mismatches, wallet)."""
-        if UNSUPPORTED:
-            return JSONResponse(status_code=501, content={"detail": UNSUPPORTED})
         try:
             flt = SpendFilter.parse(start, end, dag_id, conn_id)
             key = parse_group_by(group_by)
@@ -140,8 +126,6 @@ def create_app() -> Any:
             if exc.status_code == 401:
                 return HTMLResponse(sign_in_page(base_path(), str(exc.detail)), status_code=401)
             return HTMLResponse(refused_page(str(exc.detail)), status_code=exc.status_code)
-        if UNSUPPORTED:
-            return HTMLResponse(refused_page(UNSUPPORTED), status_code=501)
         try:
             flt = SpendFilter.parse(start, end, dag_id or None, conn_id or None)
         except SpendQueryError as exc:
