@@ -296,6 +296,44 @@ def test_a_retried_delivery_with_a_new_event_id_registers_nothing_twice(
     assert len(_events(hooked["asset_id"])) == 1
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the delivery record lives in Airflow 3.3's asset state store")
+def test_losing_the_race_to_insert_the_first_record_retries_and_registers_nothing_twice(
+    hooked: dict[str, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another API-server process registers the run between this one's locked read (no record row yet)
+    and its insert: the insert fails on the row's key, the transaction is retried, and the retry finds
+    the run in the record (the production test races real processes on PostgreSQL)."""
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+
+    from airflow_monid._exa.webhooks import record_value
+    from airflow_monid.plugins import exa_webhooks
+
+    emu = hooked["emu"]
+    _finished_run(emu, "r1")
+    reads: list[Any] = []
+
+    def parse_then_lose_the_race(value: Any) -> dict[str, Any]:
+        reads.append(value)
+        if len(reads) == 1:  # the other process commits the record after this one read none
+            with create_session() as other:
+                other.add(
+                    AssetStateStoreModel(
+                        asset_id=hooked["asset_id"],
+                        key=record_key("search", MON),
+                        value=json.dumps(record_value({"r1": "webhook"})),
+                        last_updated_by_kind="api",
+                    )
+                )
+        return parse_record(value)
+
+    monkeypatch.setattr(exa_webhooks, "parse_record", parse_then_lose_the_race)
+    sent = emu.exa.deliver_webhook(receiver.hook_url(), SECRET, MON, "r1")
+    assert sent["status"] == 200 and sent["body"] == {"status": "duplicate", "asset_events": 0}
+    assert reads[0] is None and len(reads) == 2  # read no row, lost the insert, read the winner's row
+    assert _events(hooked["asset_id"]) == []
+
+
 def test_an_unknown_monitor_or_connection_starts_nothing(hooked: dict[str, Any], receiver: Receiver) -> None:
     emu = hooked["emu"]
     emu.exa.add_monitor("mon_nobody_watches")

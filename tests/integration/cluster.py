@@ -707,6 +707,19 @@ class AirflowCluster:
             raise ClusterError(f"subprocess failed rc={r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr[-4000:]}")
         return r.stdout
 
+    def start_in_airflow_env(self, code: str, *args: str) -> subprocess.Popen:
+        """Start Python ``code`` (argv ``args``) in the cluster env, talking over text pipes: for
+        helpers that import Airflow once and then answer requests in milliseconds."""
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            env=self.env,
+            cwd=self.home,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
     def pause_dags(self, dag_ids: Iterable[str], watchers_gone: Callable[[], bool], timeout: float = 90) -> None:
         """Pause DAGs (those whose file exists) and wait until ``watchers_gone()``.
 

@@ -138,7 +138,8 @@ class _Service:
 
 class ProductionCluster(AirflowCluster):
     """PostgreSQL + Redis + CeleryExecutor, two workers and two triggerers (names ``worker-1``,
-    ``worker-2``, ``triggerer-1``, ``triggerer-2``; ``api-server``, ``scheduler``, ``dag-processor``).
+    ``worker-2``, ``triggerer-1``, ``triggerer-2``; ``api-server``, ``scheduler``, ``dag-processor``);
+    ``api_workers`` API-server processes (``airflow api-server --workers``).
 
     ``start()`` brings up PostgreSQL and Redis first, then what ``AirflowCluster.start()`` does
     (``airflow db migrate``, every component, all healthy); ``stop()`` stops the components, then the
@@ -154,7 +155,9 @@ class ProductionCluster(AirflowCluster):
         triggerers: int = 2,
         workers: int = 2,
         worker_concurrency: int = WORKER_CONCURRENCY,
+        api_workers: int = 1,
     ) -> None:
+        self.api_workers = api_workers
         self.triggerers = tuple(f"triggerer-{i}" for i in range(1, triggerers + 1))
         self.workers = tuple(f"worker-{i}" for i in range(1, workers + 1))
         self.worker_concurrency = worker_concurrency
@@ -224,7 +227,8 @@ class ProductionCluster(AirflowCluster):
                 "--without-mingle",
                 "--without-gossip",
             ]
-        return [*named, *super()._command(name)]
+        workers = ["--workers", str(self.api_workers)] if name == "api-server" and self.api_workers > 1 else []
+        return [*named, *super()._command(name), *workers]
 
     # -------------------------------------------------------------- services
     def _start_postgres(self, timeout: float) -> None:

@@ -18,7 +18,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Callable
@@ -310,15 +309,7 @@ class TriggerRowReader:
 
     def __init__(self, cluster: AirflowCluster, timeout: float = 120) -> None:
         self.timeout = timeout
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _READER_CODE],
-            env=cluster.env,
-            cwd=cluster.home,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        self.proc = cluster.start_in_airflow_env(_READER_CODE)
         self._lock = threading.Lock()
         self._ready = False
 

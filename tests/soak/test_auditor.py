@@ -138,8 +138,21 @@ def test_repay_while_the_lost_run_was_hidden_is_reported_not_flagged():
     )
     assert "I3" not in _invariants(result), render(result)
     assert len(result.lost_post_window) == 1 and "r1" in result.lost_post_window[0]
-    # r1 and r2 both completed well: the successful task still has two good runs, which I1 names
-    assert "I1" in _invariants(result)
+    # r1 and r2 both completed well: r2 is the reported window's run, so I1 does not count it twice
+    assert "I1" not in _invariants(result)
+
+
+def test_two_good_runs_with_the_list_hiding_nothing_are_flagged():
+    # the same ledger as above without the list fault: the retry could have found r1
+    runs = [_run("r1", _ti(), T0), _run("r2", _ti(), T0 + 20)]
+    result = _audit(
+        requests=[_post(_ti(), T0, status=0, fault="reset"), _post(_ti(), T0 + 20)],
+        monid_runs=runs,
+        task_instances=[_tirow(_ti(), "success", 2)],
+        history=[_hist(_ti(), 1, T0 + 10)],
+    )
+    assert {"I1", "I3"} <= _invariants(result), render(result)
+    assert result.lost_post_window == []
 
 
 def test_failed_run_counted_as_success_is_flagged():

@@ -1,10 +1,10 @@
 """Fixtures for the production-shape tests (PostgreSQL, CeleryExecutor on Redis, two workers, two
 triggerers; see tests/integration/production_cluster.py and tests/integration/README.md).
 
-- ``production_cluster`` (package): a started :class:`ProductionCluster` with the session emulator's
-  connections (``integration_connections``) and the shared DAGs folder. Package-scoped, so it is
-  stopped before the SQLite cluster of the other integration tests starts. Tests using it must be
-  marked ``production`` and ``integration`` (the 3.0.6 run deselects ``integration``).
+- ``production_cluster`` (package): a started :class:`ProductionCluster` (two API-server processes)
+  with the session emulator's connections (``integration_connections``) and the shared DAGs folder.
+  Package-scoped, so it is stopped before the SQLite cluster of the other integration tests starts.
+  Tests using it must be marked ``production`` and ``integration`` (the 3.0.6 run deselects ``integration``).
 - ``production``: the cluster with every component a previous test took down started again.
 - ``production_trigger_rows`` (package): decrypted trigger rows of this cluster, in milliseconds.
 
@@ -31,6 +31,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.production_cluster import ProductionCluster, production_unavailable_reason
 from tests.integration.provider_support import TriggerRowReader
+
+API_WORKERS = 2
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +94,10 @@ def production_cluster(
     if reason:
         skip_or_fail(reason)
     home = tmp_path_factory.mktemp("airflow-production-home")
-    cluster = ProductionCluster(home, airflow_dags_folder, connections_to_env(integration_connections))
+    # two API-server processes, as deployments run them: the webhook receiver's dedupe must hold across them
+    cluster = ProductionCluster(
+        home, airflow_dags_folder, connections_to_env(integration_connections), api_workers=API_WORKERS
+    )
     t0 = time.monotonic()
     try:
         cluster.start(timeout=float(os.environ.get("AIRFLOW_IT_START_TIMEOUT", "240")))
