@@ -310,7 +310,9 @@ class ProductionCluster(AirflowCluster):
     # ------------------------------------------------------------ components
     def start_component(self, name: str, wait: bool = True, timeout: float = 90) -> subprocess.Popen:
         self._started_at[name] = dt.datetime.now(dt.UTC)
-        return super().start_component(name, wait=wait, timeout=timeout)
+        proc = super().start_component(name, wait=wait, timeout=timeout)
+        self.down.discard(name)  # started again by the test itself (restart_component): up, not down
+        return proc
 
     def kill_component(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30) -> None:
         self.down.add(name)
@@ -323,7 +325,6 @@ class ProductionCluster(AirflowCluster):
         for name in [n for n in self.components if n in self.down]:
             t0 = time.monotonic()
             self.start_component(name, wait=True)
-            self.down.discard(name)
             took[name] = time.monotonic() - t0
         return took
 
