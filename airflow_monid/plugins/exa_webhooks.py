@@ -38,7 +38,6 @@ from airflow_monid._exa.webhooks import (
     status_of,
     verify_signature,
 )
-from airflow_monid.models.exa import ExaMonitorRun
 
 log = logging.getLogger("airflow_monid.exa_webhooks")
 
@@ -120,23 +119,23 @@ def deliver(conn_id: str, delivery: Delivery) -> tuple[int, dict[str, Any]]:
     """
     from sqlalchemy.exc import IntegrityError
 
-    run = delivery.run
-    if delivery.event_type != RUN_COMPLETED or run is None:
-        return 202, {"status": "ignored", "asset_events": 0}
     try:
-        return _register(conn_id, delivery, run)
+        return _register(conn_id, delivery)
     except IntegrityError:
         # Another API-server worker inserted the monitor's first delivery record in the same instant
         # (the row lock orders writers only once the row exists). Its commit won and ours rolled back
         # whole; once more, the row is there and its lock decides which of the two registers the run.
-        return _register(conn_id, delivery, run)
+        return _register(conn_id, delivery)
 
 
-def _register(conn_id: str, delivery: Delivery, run: ExaMonitorRun) -> tuple[int, dict[str, Any]]:
+def _register(conn_id: str, delivery: Delivery) -> tuple[int, dict[str, Any]]:
     """One transaction: the check and the registration of every asset event of a delivery."""
     from airflow.assets.manager import AssetManager
     from airflow.utils.session import create_session
 
+    run = delivery.run
+    if delivery.event_type != RUN_COMPLETED or run is None:
+        return 202, {"status": "ignored", "asset_events": 0}
     status = status_of(run)
     model = _state_store_model()
     created = 0
