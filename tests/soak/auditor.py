@@ -21,7 +21,9 @@ task instance, and the one it has is the run whose output it delivered. Each Exa
 monitor of its own: the runs of that monitor are its runs.
 
 **Tries.** A run belongs to the try during which it was created: try *n* ends at the ``end_date`` of that
-try (``task_instance_history`` for earlier tries, ``task_instance`` for the last one).
+try (``task_instance_history`` for earlier tries, ``task_instance`` for the last one). A try that failed
+while queued has no history row (Airflow records one only for a running try): the tries before the last
+one then end where the last one started (its ``start_date``).
 
 Invariants (each violation names the task instance and prints its request history):
 
@@ -189,7 +191,13 @@ def audit(
         key = ti_key(h["dag_id"], h["run_id"], h["task_id"], int(h["map_index"]))
         ends[key].append((int(h["try_number"]), _epoch(h.get("end_date"))))
     for key, t in tis.items():
-        ends[key].append((int(t["try_number"] or 1), _epoch(t.get("end_date"))))
+        last = int(t["try_number"] or 1)
+        started = _epoch(t.get("start_date"))
+        if last > 1 and started is not None and all(n != last - 1 for n, _ in ends[key]):
+            # Airflow writes no history row for a try that failed while queued (handle_failure records
+            # one only for a running try); the last try's start still bounds what the tries before made.
+            ends[key].append((last - 1, started))
+        ends[key].append((last, _epoch(t.get("end_date"))))
         ends[key].sort(key=lambda pair: pair[0])
 
     # ----- attribution ---------------------------------------------------------------------------

@@ -127,6 +127,19 @@ def test_paid_post_resent_after_a_reset_is_flagged():
     assert "I3" in _invariants(result)
 
 
+def test_a_try_without_a_history_row_still_owns_the_run_it_made():
+    # Try 1 deferred on r1, then failed while queued (Airflow wrote no history row); try 2 started at
+    # T0 + 30, found r1 BLOCKED and paid r2, as the table says. Only the last try's start tells them apart.
+    runs = [_run("r1", _ti(), T0, status="BLOCKED"), _run("r2", _ti(), T0 + 40, status="BLOCKED")]
+    ti = _tirow(_ti(), "failed", 2, end=T0 + 60) | {"start_date": dt.datetime.fromtimestamp(T0 + 30, dt.UTC)}
+    result = _audit(requests=[_post(_ti(), T0), _post(_ti(), T0 + 40)], monid_runs=runs, task_instances=[ti])
+    assert "I2" not in _invariants(result) and "I3" not in _invariants(result), render(result)
+    # the same ledger with both POSTs after try 2 started is one try paying twice
+    late = [_run("r1", _ti(), T0 + 35, status="BLOCKED"), runs[1]]
+    result = _audit(requests=[_post(_ti(), T0 + 35), _post(_ti(), T0 + 40)], monid_runs=late, task_instances=[ti])
+    assert "I2" in _invariants(result), render(result)
+
+
 def test_repay_while_the_lost_run_was_hidden_is_reported_not_flagged():
     runs = [_run("r1", _ti(), T0), _run("r2", _ti(), T0 + 20)]
     result = _audit(
